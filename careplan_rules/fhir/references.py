@@ -1,0 +1,150 @@
+"""Resolve FHIR references inside one input.
+
+Forms handled (https://hl7.org/fhir/R4/references.html#contained,
+https://hl7.org/fhir/R4/bundle.html#references):
+
+* contained ``#id``, looked up in the resource that holds the reference (``#`` alone is the
+  container itself);
+* ``urn:uuid:`` / ``urn:oid:`` fullUrls (Synthea and transaction bundles);
+* absolute RESTful URLs, matched against entry fullUrls, ``/_history/n`` ignored;
+* relative ``Type/id``, resolved against the referring entry's base URL when it has one,
+  otherwise by type and id within the input.
+
+Every resource also gets a canonical reference string (``Type/id``) that facts, findings and
+outputs use; a resource without an id gets a stable synthetic one derived from its content,
+so outputs stay deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from careplan_rules.fhir.reader import Entry
+
+_HISTORY = re.compile(r"/_history/[^/]+$")
+_REST = re.compile(r"^(?P<base>.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    resource: dict[str, Any]
+    ref: str  # canonical "Type/id" (or "#id" inside its container)
+    contained: bool = False
+    entry: Entry | None = None  # the input entry, for resources that are not contained
+
+
+def canonical_ref(entry: Entry) -> str:
+    rt = entry.resource_type
+    rid = entry.resource.get("id")
+    if isinstance(rid, str) and rid:
+        return f"{rt}/{rid}"
+    if entry.full_url:
+        m = _REST.match(_HISTORY.sub("", entry.full_url))
+        if m:
+            return f"{m['type']}/{m['id']}"
+        if entry.full_url.startswith("urn:uuid:"):
+            return f"{rt}/{entry.full_url[len('urn:uuid:') :]}"
+    digest = hashlib.sha1(json.dumps(entry.resource, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{rt}/anon-{digest}"
+
+
+class ReferenceIndex:
+    """Lookup of the resources of one input by fullUrl and by ``Type/id``."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = entries
+        self.by_full_url: dict[str, Entry] = {}
+        self.by_type_id: dict[str, list[Entry]] = {}
+        self.refs: dict[int, str] = {}
+        for entry in entries:
+            ref = canonical_ref(entry)
+            self.refs[id(entry.resource)] = ref
+            if entry.full_url:
+                self.by_full_url.setdefault(_HISTORY.sub("", entry.full_url), entry)
+            self.by_type_id.setdefault(ref, []).append(entry)
+
+    def ref_of(self, entry: Entry) -> str:
+        return self.refs.get(id(entry.resource)) or canonical_ref(entry)
+
+    def resolve(
+        self, reference: Any, *, container: dict[str, Any] | None = None, from_entry: Entry | None = None
+    ) -> Resolved | None:
+        """Resolve a Reference (dict) or reference string; None when it is not in the input."""
+        ref = reference.get("reference") if isinstance(reference, dict) else reference
+        if not isinstance(ref, str) or not ref:
+            return None
+        if ref.startswith("#"):
+            if container is None:
+                return None
+            if ref == "#":
+                return Resolved(container, self.refs.get(id(container), "#"), False)
+            for item in container.get("contained") or []:
+                if isinstance(item, dict) and item.get("id") == ref[1:]:
+                    return Resolved(item, ref, True)
+            return None
+        plain = _HISTORY.sub("", ref)
+        hit = self.by_full_url.get(plain)
+        if hit is not None:
+            return Resolved(hit.resource, self.ref_of(hit), False, hit)
+        m = _REST.match(plain)
+        if m is None:
+            return None
+        key = f"{m['type']}/{m['id']}"
+        candidates = self.by_type_id.get(key, [])
+        if not candidates:
+            return None
+        base = m["base"]
+        if base is None and from_entry is not None and from_entry.full_url:
+            fm = _REST.match(_HISTORY.sub("", from_entry.full_url))
+            if fm and fm["base"]:
+                exact = self.by_full_url.get(fm["base"] + key)
+                if exact is not None:
+                    return Resolved(exact.resource, self.ref_of(exact), False, exact)
+        if base is not None:
+            # an absolute reference resolves only to an entry from the same server (or one
+            # without a RESTful fullUrl), never to a same-named resource of another server
+            for c in candidates:
+                cm = _REST.match(_HISTORY.sub("", c.full_url or ""))
+                if cm is None or cm["base"] == base:
+                    return Resolved(c.resource, self.ref_of(c), False, c)
+            return None
+        return Resolved(candidates[0].resource, self.ref_of(candidates[0]), False, candidates[0])
+
+    def ref_string(
+        self, reference: Any, *, container: dict[str, Any] | None = None, from_entry: Entry | None = None
+    ) -> str | None:
+        """The canonical form of a reference: resolved when possible, else normalised text."""
+        resolved = self.resolve(reference, container=container, from_entry=from_entry)
+        if resolved is not None and not resolved.contained:
+            return resolved.ref
+        ref = reference.get("reference") if isinstance(reference, dict) else reference
+        if not isinstance(ref, str) or not ref:
+            return None
+        m = _REST.match(_HISTORY.sub("", ref))
+        return f"{m['type']}/{m['id']}" if m else ref
+
+    def target_type(
+        self, reference: Any, *, container: dict[str, Any] | None = None, from_entry: Entry | None = None
+    ) -> str | None:
+        """The resource type a reference points to, from the data, the string or ``Reference.type``."""
+        resolved = self.resolve(reference, container=container, from_entry=from_entry)
+        if resolved is not None:
+            rt = resolved.resource.get("resourceType")
+            return rt if isinstance(rt, str) else None
+        if isinstance(reference, dict):
+            declared = reference.get("type")
+            if isinstance(declared, str) and declared:
+                return declared.rsplit("/", 1)[-1]
+            ref = reference.get("reference")
+        else:
+            ref = reference
+        if isinstance(ref, str):
+            m = _REST.match(_HISTORY.sub("", ref))
+            if m:
+                return m["type"]
+        return None

@@ -1,0 +1,320 @@
+"""Compiled value sets and how a medication, condition or observation matches one.
+
+Every match records *how* it matched, for the evidence trail a reviewer reads:
+
+* ``code``            a coding's (system, code) is a concept of the value set;
+* ``ingredient-code`` a product coding maps to an ingredient concept through the pack's
+                      ingredient map, or a referenced Medication lists the ingredient;
+* ``ingredient-name`` an ingredient concept's name (or brand name) is a word of the text or
+                      a coding's display ("Sertraline 100MG", "Clonazepam [Klonopin]");
+* ``text``            a free-text synonym of the value set ("kratom powder").
+
+A product with two ingredients in the value set yields two matches (two drugs for counting).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from careplan_rules.facts import CodingFact, ConceptMatch, MedicationConcept, TextField
+from careplan_rules.model.valueset import ValueSetModel
+from careplan_rules.terminology.ingredient_map import IngredientMap
+from careplan_rules.terminology.systems import canonical_system
+from careplan_rules.terminology.text import TextMatcher, compile_alternation, normalize_text
+
+MATCH_RANK = {"code": 0, "ingredient-code": 1, "ingredient-name": 2, "text": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptEntry:
+    system: str
+    code: str | None  # None: a name-only concept whose code is not verified yet
+    display: str | None
+    names: tuple[str, ...]
+    ingredient_level: bool
+    unverified: bool
+    valueset: str  # the value set that defines it (may be an included one)
+
+    @property
+    def key(self) -> str:
+        return f"{self.system}|{self.code}" if self.code else f"{self.system}|name:{self.display}"
+
+    @property
+    def name(self) -> str:
+        return self.display or self.code or "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    field: str
+    reason: str
+
+
+class CompiledValueSet:
+    """A value set expanded (includes resolved) and indexed for matching."""
+
+    def __init__(
+        self,
+        model: ValueSetModel,
+        entries: Sequence[ConceptEntry],
+        text_matchers: Sequence[tuple[TextMatcher, str]],
+        excluded: Iterable[tuple[str, str]],
+        exclude_text: Sequence[str],
+        ingredient_map: IngredientMap,
+    ) -> None:
+        self.id = model.id
+        self.version = model.version
+        self.title = model.title
+        self.entries = tuple(entries)
+        self.codes: dict[tuple[str, str], ConceptEntry] = {}
+        self.ingredient_codes: dict[str, ConceptEntry] = {}
+        names: dict[str, ConceptEntry] = {}
+        for entry in self.entries:
+            if entry.code is not None:
+                self.codes.setdefault((entry.system, entry.code), entry)
+                if entry.ingredient_level:
+                    self.ingredient_codes.setdefault(entry.code, entry)
+            if entry.ingredient_level:
+                for name in (entry.display, *entry.names):
+                    if name and normalize_text(name):
+                        names.setdefault(normalize_text(name), entry)
+        self.names = names
+        self.name_pattern = compile_alternation(names)
+        self.text_matchers = tuple(text_matchers)
+        self.excluded = frozenset((canonical_system(s) or s, c) for s, c in excluded)
+        self.exclude_pattern = compile_alternation(exclude_text)
+        self.ingredient_map = ingredient_map
+
+    def __repr__(self) -> str:
+        return f"<ValueSet {self.id}|{self.version}: {len(self.entries)} concepts>"
+
+    @property
+    def unverified_codes(self) -> tuple[ConceptEntry, ...]:
+        return tuple(e for e in self.entries if e.unverified)
+
+    # -- matching --------------------------------------------------------------------------
+
+    def match_codings(
+        self, codings: Iterable[CodingFact], *, via_ingredient_list: bool = False
+    ) -> tuple[list[ConceptMatch], list[Rejection]]:
+        matches: list[ConceptMatch] = []
+        rejections: list[Rejection] = []
+        for coding in codings:
+            if not coding.code:
+                continue
+            system = canonical_system(coding.system)
+            if system is None:
+                rejections.append(Rejection(coding.path, f"coding {coding.code!r} has no system"))
+                continue
+            if (system, coding.code) in self.excluded:
+                rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {self.id}"))
+                continue
+            entry = self.codes.get((system, coding.code))
+            if entry is not None:
+                keys = self._ingredient_keys(entry)
+                for key, name in keys:
+                    matches.append(
+                        ConceptMatch(
+                            self.id,
+                            "ingredient-code" if via_ingredient_list else "code",
+                            coding.code,
+                            key,
+                            name,
+                            coding.path,
+                            entry.unverified,
+                        )
+                    )
+                continue
+            mapped = False
+            for ingredient in self.ingredient_map.ingredients(system, coding.code):
+                found = self.ingredient_codes.get(ingredient)
+                if found is not None:
+                    mapped = True
+                    matches.append(
+                        ConceptMatch(
+                            self.id,
+                            "ingredient-code",
+                            f"{coding.code}->{ingredient}",
+                            found.key,
+                            found.name,
+                            coding.path,
+                            found.unverified,
+                        )
+                    )
+            if not mapped:
+                rejections.append(
+                    Rejection(coding.path, f"code {_short_system(system)} {coding.code} is not in {self.id}")
+                )
+        return matches, rejections
+
+    def _ingredient_keys(self, entry: ConceptEntry) -> list[tuple[str, str]]:
+        """Distinct-drug keys of a concept: its ingredients when it is a mapped product."""
+        if entry.ingredient_level or entry.code is None:
+            return [(entry.key, entry.name)]
+        keys = []
+        for ingredient in self.ingredient_map.ingredients(entry.system, entry.code):
+            found = self.ingredient_codes.get(ingredient)
+            if found is not None:
+                keys.append((found.key, found.name))
+        return keys or [(entry.key, entry.name)]
+
+    def match_names(self, fields: Iterable[TextField]) -> tuple[list[ConceptMatch], list[Rejection]]:
+        matches: list[ConceptMatch] = []
+        rejections: list[Rejection] = []
+        if self.name_pattern is None:
+            return matches, rejections
+        for f in fields:
+            if not f.norm:
+                continue
+            found = list(self.name_pattern.finditer(f.norm))
+            if not found:
+                continue
+            veto = self._excluded_text(f.norm)
+            if veto:
+                rejections.append(Rejection(f.path, f"{found[0].group(0)!r} vetoed by {veto!r} in the same text"))
+                continue
+            for m in found:
+                entry = self.names[_norm_key(m.group(0))]
+                matches.append(
+                    ConceptMatch(
+                        self.id, "ingredient-name", m.group(0), entry.key, entry.name, f.path, entry.unverified
+                    )
+                )
+        return matches, rejections
+
+    def match_text(self, fields: Iterable[TextField]) -> tuple[list[ConceptMatch], list[Rejection]]:
+        matches: list[ConceptMatch] = []
+        rejections: list[Rejection] = []
+        if not self.text_matchers:
+            return matches, rejections
+        for f in fields:
+            if not f.norm:
+                continue
+            veto = self._excluded_text(f.norm)
+            for matcher, label in self.text_matchers:
+                outcome = matcher.match(f.norm)
+                if outcome.hit is not None:
+                    if veto:
+                        rejections.append(Rejection(f.path, f"{outcome.hit.matched!r} vetoed by {veto!r}"))
+                        continue
+                    matches.append(ConceptMatch(self.id, "text", outcome.hit.matched, f"text:{label}", label, f.path))
+                    break
+                if outcome.rejected:
+                    rejections.append(Rejection(f.path, outcome.rejected))
+        return matches, rejections
+
+    def _excluded_text(self, norm: str) -> str | None:
+        if self.exclude_pattern is None:
+            return None
+        m = self.exclude_pattern.search(norm)
+        return m.group(0) if m else None
+
+    def match_medication(
+        self, concept: MedicationConcept, notes: Sequence[TextField] = ()
+    ) -> tuple[list[ConceptMatch], list[Rejection]]:
+        """Match a medication (with its ingredients) and, for text synonyms only, free-text notes.
+
+        Notes are searched for the value set's text synonyms but never for ingredient names: a
+        note saying "switched from sertraline" on a fluoxetine statement is not sertraline use.
+        """
+        matches, rejections = self.match_codings(concept.codings)
+        name_fields = list(concept.texts) + self._display_fields(concept.codings)
+        for ingredient in concept.ingredients:
+            m, r = self.match_codings(ingredient.codings, via_ingredient_list=True)
+            matches += m
+            rejections += r
+            name_fields += list(ingredient.texts) + self._display_fields(ingredient.codings)
+        m, r = self.match_names(name_fields)
+        matches += m
+        rejections += r
+        m, r = self.match_text([*name_fields, *notes])
+        matches += m
+        rejections += r
+        return best_per_key(matches), rejections
+
+    def _display_fields(self, codings: Iterable[CodingFact]) -> list[TextField]:
+        """Displays of codings, except those of codes the value set explicitly excludes."""
+        return [
+            TextField(c.path, c.display, normalize_text(c.display))
+            for c in codings
+            if c.display and (canonical_system(c.system), c.code) not in self.excluded
+        ]
+
+    def match_concept_codings(
+        self, codings: Sequence[CodingFact], texts: Sequence[TextField]
+    ) -> tuple[list[ConceptMatch], list[Rejection]]:
+        """Match a coded concept (Condition.code, Observation.code, Procedure.code…)."""
+        matches, rejections = self.match_codings(codings)
+        fields = list(texts) + self._display_fields(codings)
+        m, r = self.match_text(fields)
+        return best_per_key(matches + m), rejections + r
+
+
+def best_per_key(matches: Iterable[ConceptMatch]) -> list[ConceptMatch]:
+    """Keep the strongest way each distinct concept matched, in a stable order."""
+    best: dict[str, ConceptMatch] = {}
+    for m in matches:
+        current = best.get(m.key)
+        if current is None or MATCH_RANK[m.matched_by] < MATCH_RANK[current.matched_by]:
+            best[m.key] = m
+    return sorted(best.values(), key=lambda m: (MATCH_RANK[m.matched_by], m.name, m.key))
+
+
+def _norm_key(matched: str) -> str:
+    return re.sub(r"\s+", " ", matched)
+
+
+def _short_system(system: str) -> str:
+    tail = system.rstrip("/").rsplit("/", 1)[-1]
+    return {"rxnorm": "RxNorm", "sct": "SNOMED", "loinc.org": "LOINC"}.get(tail, tail)
+
+
+def compile_valuesets(
+    models: Mapping[str, ValueSetModel], ingredient_map: IngredientMap
+) -> dict[str, CompiledValueSet]:
+    """Expand includes (already checked for cycles and unknown ids by the loader) and index."""
+    compiled: dict[str, CompiledValueSet] = {}
+
+    def collect(
+        vs_id: str, seen: set[str]
+    ) -> tuple[list[ConceptEntry], list[tuple[TextMatcher, str]], list[tuple[str, str]], list[str]]:
+        model = models[vs_id]
+        entries: list[ConceptEntry] = []
+        matchers: list[tuple[TextMatcher, str]] = []
+        excluded = [(e.system, c) for e in model.exclude for c in e.codes]
+        exclude_text = list(model.text.exclude) if model.text else []
+        for inc in model.include:
+            if inc.valueset is not None:
+                if inc.valueset in seen:
+                    continue
+                e, m, x, t = collect(inc.valueset, seen | {inc.valueset})
+                entries += e
+                matchers += m
+                excluded += x
+                exclude_text += t
+                continue
+            system = canonical_system(inc.system) or ""
+            for concept in inc.concepts:
+                entries.append(
+                    ConceptEntry(
+                        system=system,
+                        code=concept.code,
+                        display=concept.display,
+                        names=tuple(concept.names),
+                        ingredient_level=inc.level == "ingredient",
+                        unverified=concept.unverified,
+                        valueset=vs_id,
+                    )
+                )
+        if model.text is not None and (model.text.strong or model.text.weak):
+            t = model.text
+            label = t.strong[0] if t.strong else t.weak[0]
+            matchers.append((TextMatcher(t.strong, t.weak, t.context, t.exclude, t.negation), label))
+        return entries, matchers, excluded, exclude_text
+
+    for vs_id, model in models.items():
+        entries, matchers, excluded, exclude_text = collect(vs_id, {vs_id})
+        compiled[vs_id] = CompiledValueSet(model, entries, matchers, excluded, exclude_text, ingredient_map)
+    return compiled
