@@ -78,9 +78,14 @@ def _backend(backend: str | Backend) -> Backend:
     if backend == "python":
         return PythonBackend()
     if backend == "durable":
-        from careplan_rules.engine.backends.durable import DurableBackend  # optional extra
+        import importlib
 
-        return DurableBackend()
+        try:  # optional extra: careplan-rules[durable]
+            module = importlib.import_module("careplan_rules.engine.backends.durable")
+        except ModuleNotFoundError as exc:
+            raise RuleLoadError(f"the durable backend is not available in this installation ({exc})") from None
+        found: Backend = module.DurableBackend()
+        return found
     raise ValueError(f"unknown backend {backend!r}; use 'python' or 'durable'")
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from careplan_rules.engine.context import EvalContext
 from careplan_rules.engine.params import resolve_duration, resolve_number
-from careplan_rules.facts import ObservationFact, ObservationValue, Timing
+from careplan_rules.facts import ObservationFact, ObservationValue, ReviewEvent, Timing
 from careplan_rules.findings import CriterionResult, Match, Rejected
 from careplan_rules.model.common import ValueSetRef
 from careplan_rules.model.rule import (
@@ -37,8 +37,11 @@ Results = Mapping[str, CriterionResult]
 
 
 class CompiledCriterion(Protocol):
-    name: str
-    kind: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
     def depends_on(self) -> tuple[str, ...]: ...
 
@@ -328,7 +331,7 @@ class ReviewCriterion:
     def _reject(
         self,
         ctx: EvalContext,
-        ev: Any,
+        ev: ReviewEvent,
         target_refs: set[str],
         after_date: datetime | None,
         since: datetime | None,
@@ -336,7 +339,7 @@ class ReviewCriterion:
         if ev.kind not in self.kinds:
             return f"{ev.kind} records are not accepted as reviews by this criterion"
         if ev.excluded_reason:
-            return ev.excluded_reason
+            return str(ev.excluded_reason)
         if ev.actor_type not in self.by:
             if ev.actor_type in ("Patient", "RelatedPerson"):
                 return f"recorded by the {ev.actor_type.lower()} ({ev.actor_ref}): not a clinician review"

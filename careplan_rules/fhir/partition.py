@@ -4,7 +4,8 @@ A resource belongs to the patient its ``subject`` / ``patient`` / ``for`` refere
 a Provenance to the patient of what it targets. Shared resources (Medication, Practitioner,
 Organization…) belong to nobody and are reached only through references. A clinical resource
 whose patient cannot be told is assigned to the only patient of the input when there is
-exactly one, and is otherwise an error: dropping it could drop a finding.
+exactly one, forms an anonymous record when the input names no patient at all, and is
+otherwise an error: dropping it could drop a finding.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def partition(doc: FhirDocument, index: ReferenceIndex, wanted_types: Iterable[s
             orphans.append(entry)
         else:
             groups.setdefault(pid, PatientGroup(pid)).entries.append(entry)
+    if orphans and not groups:
+        # no patient anywhere in the input (a lone resource without subject, say): evaluate
+        # what there is as one anonymous record rather than dropping it
+        groups[""] = PatientGroup("", None, list(orphans))
+        orphans = []
     for entry in orphans:
         where = SourceLocation(doc.source, entry.line)
         if len(groups) == 1:

@@ -118,8 +118,8 @@ def _validate_references(
         if resolved is None or resolved.entry is None:
             continue  # contained ones were validated with their container
         target = resolved.entry
-        key = id(target.resource)
-        if key not in cache:
-            cache[key] = validate_entry(target, release, source)
-        out.extend(cache[key])
+        slot = id(target.resource)
+        if slot not in cache:
+            cache[slot] = validate_entry(target, release, source)
+        out.extend(cache[slot])
     return out

@@ -120,7 +120,7 @@ def _parse_ndjson(text: str, source: str) -> FhirDocument:
 def parse_data(data: Any, source: str) -> FhirDocument:
     """Turn already-parsed JSON (dict or list) into a document."""
     if isinstance(data, list):
-        entries = []
+        entries: list[Entry] = []
         for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise input_error(source, "CPR-F006", f"item [{i}] of the array is not a FHIR resource")

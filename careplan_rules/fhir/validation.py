@@ -29,7 +29,7 @@ def model_class(version: str, resource_type: str) -> type[BaseModel] | None:
         cls = get_r4b(resource_type)
     except (KeyError, ValueError, AttributeError, ImportError):
         return None
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def fhir_path(prefix: str, loc: Iterable[Any]) -> str:

@@ -122,28 +122,33 @@ def load_pack_with_diagnostics(path: str | Path) -> tuple[Pack | None, list[Diag
     manifest_doc, manifest = _read_model(manifest_path, PackModel, diagnostics, "Pack")
 
     valuesets: dict[str, LoadedValueSet] = {}
+    broken: set[str] = set()  # ids of files that exist but failed: no cascade of "not defined"
     for file in sorted((root / "valuesets").glob("*.y*ml")) if (root / "valuesets").is_dir() else []:
-        doc, model = _read_model(file, ValueSetModel, diagnostics, "ValueSet")
-        if doc is None or model is None:
+        vs_doc, vs_model = _read_model(file, ValueSetModel, diagnostics, "ValueSet")
+        if vs_doc is None or vs_model is None:
+            broken.update(_declared_id(vs_doc))
             continue
-        if model.id in valuesets:
+        if vs_model.id in valuesets:
             diagnostics.append(
                 Diagnostic(
                     "CPR-E061",
-                    f"value set id {model.id!r} is already defined in {valuesets[model.id].file}",
-                    location=doc.location(("id",)),
+                    f"value set id {vs_model.id!r} is already defined in {valuesets[vs_model.id].file}",
+                    location=vs_doc.location(("id",)),
                 )
             )
             continue
-        valuesets[model.id] = LoadedValueSet(model, doc.file, doc)
-    _check_valuesets(valuesets, diagnostics)
+        valuesets[vs_model.id] = LoadedValueSet(vs_model, vs_doc.file, vs_doc)
+    _check_valuesets(valuesets, broken, diagnostics)
 
     rule_files = sorted(p for p in root.rglob("*" + RULE_SUFFIX) if ".git" not in p.parts)
     raw_rules: list[tuple[YamlDocument, RuleModel]] = []
+    broken_rules: set[str] = set()
     for file in rule_files:
         doc, model = _read_model(file, RuleModel, diagnostics, "Rule")
         if doc is not None and model is not None:
             raw_rules.append((doc, model))
+        else:
+            broken_rules.update(_declared_id(doc))
 
     seen: dict[str, str] = {}
     rule_ids = {model.id for _, model in raw_rules}
@@ -163,7 +168,7 @@ def load_pack_with_diagnostics(path: str | Path) -> tuple[Pack | None, list[Diag
             )
             continue
         seen[model.id] = doc.file
-        check = RuleCheck(model, doc, versions, rule_ids, diagnostics)
+        check = RuleCheck(model, doc, versions, rule_ids, diagnostics, broken, broken_rules)
         when, escalations, activity_whens, templates = check.run()
         if when is None or any(
             e is None and esc.inherit is None for e, esc in zip(escalations, model.escalate, strict=True)
@@ -238,12 +243,19 @@ def _read_model(
         return doc, None
 
 
-def _check_valuesets(valuesets: dict[str, LoadedValueSet], diagnostics: list[Diagnostic]) -> None:
+def _declared_id(doc: YamlDocument | None) -> set[str]:
+    data = doc.data if doc is not None else None
+    return {data["id"]} if isinstance(data, dict) and isinstance(data.get("id"), str) else set()
+
+
+def _check_valuesets(valuesets: dict[str, LoadedValueSet], broken: set[str], diagnostics: list[Diagnostic]) -> None:
     graph: dict[str, list[str]] = {}
     for vs_id, vs in valuesets.items():
         graph[vs_id] = []
         for i, inc in enumerate(vs.model.include):
             if inc.valueset is None:
+                continue
+            if inc.valueset in broken:
                 continue
             if inc.valueset not in valuesets:
                 guess = did_you_mean(inc.valueset, valuesets)

@@ -22,7 +22,7 @@ from careplan_rules.temporal import parse_duration
 MATCH_KINDS = {"exposure", "condition", "observation", "careplan"}
 
 
-@dataclass(slots=True)
+@dataclass
 class RuleCheck:
     """Collects diagnostics for one rule file."""
 
@@ -31,6 +31,8 @@ class RuleCheck:
     valueset_versions: Mapping[str, str]
     rule_ids: set[str]
     diagnostics: list[Diagnostic]
+    broken_valuesets: set[str]  # defined in files that failed to load: already reported
+    broken_rules: set[str]
 
     def error(self, code: str, message: str, path: YamlPath, hint: str | None = None, key: bool = False) -> None:
         self.diagnostics.append(
@@ -42,13 +44,12 @@ class RuleCheck:
     def run(self) -> tuple[WhenExpr | None, list[WhenExpr | None], list[WhenExpr | None], dict[str, Template]]:
         rule = self.rule
         criteria = rule.criteria
-        for pname, pvalue in rule.params.items():
-            if isinstance(pvalue, str) and pvalue.startswith("P"):
-                self._duration(pvalue, ("params", pname))
+        self._reported: set[tuple[str, YamlPath]] = set()
         for name, criterion in criteria.items():
             self._criterion(name, criterion, ("criteria", name))
         when = self._when(rule.when, ("when",))
         escalations: list[WhenExpr | None] = []
+        path: YamlPath
         for i, esc in enumerate(rule.escalate):
             path = ("escalate", i)
             if esc.inherit is not None:
@@ -110,15 +111,20 @@ class RuleCheck:
         return None
 
     def _duration(self, text: Any, path: YamlPath) -> None:
+        where = path
         if isinstance(text, str) and text.startswith("$"):
             value = self._param(text, path)
             if value is None:
                 return
-            text = value
+            text, where = value, ("params", text[1:])
+            if ("CPR-E013", where) in self._reported:
+                return
         try:
             parse_duration(text)
         except ValueError as exc:
-            self.error("CPR-E013", str(exc), path)
+            self._reported.add(("CPR-E013", where))
+            suffix = f" (used as a duration at line {self.doc.location(path).line})" if where != path else ""
+            self.error("CPR-E013", f"{exc}{suffix}", where)
 
     def _number(self, value: Any, path: YamlPath) -> None:
         if isinstance(value, str):
@@ -131,6 +137,8 @@ class RuleCheck:
 
     def _valueset(self, ref: ValueSetRef, path: YamlPath) -> None:
         vs_id, _, version = ref.in_.partition("|")
+        if vs_id in self.broken_valuesets:
+            return
         if vs_id not in self.valueset_versions:
             guess = did_you_mean(vs_id, self.valueset_versions)
             self.error(
@@ -189,7 +197,7 @@ class RuleCheck:
             for i, rule_id in enumerate(spec.rules):
                 if rule_id == self.rule.id:
                     self.error("CPR-E016", "a rule cannot depend on its own findings", (*sub, "rules", i))
-                elif rule_id not in self.rule_ids:
+                elif rule_id not in self.rule_ids and rule_id not in self.broken_rules:
                     guess = did_you_mean(rule_id, self.rule_ids)
                     self.error(
                         "CPR-E015",

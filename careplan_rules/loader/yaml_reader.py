@@ -137,9 +137,15 @@ def read_yaml_text(text: str, name: str) -> tuple[YamlDocument | None, list[Diag
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{exc.problem} ({exc.context})"
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        return None, [_diag("CPR-E001", f"YAML syntax error: {problem}", name, line, col)]
+        return None, [
+            _diag(
+                "CPR-E001",
+                f"YAML syntax error: {problem}",
+                name,
+                mark.line + 1 if mark else None,
+                mark.column + 1 if mark else None,
+            )
+        ]
     except yaml.YAMLError as exc:
         return None, [_diag("CPR-E001", f"YAML syntax error: {exc}", name)]
     except RecursionError:

@@ -32,7 +32,7 @@ class PackModel(Strict):
     description: str | None = None
     publisher: str | None = None
     url: str | None = Field(default=None, description="home page; cards link rule pages under it")
-    fhir: list[Literal["R4", "R4B", "R5"]] = Field(default_factory=lambda: ["R4", "R5"])
+    fhir: list[Literal["R4", "R4B", "R5"]] = Field(default_factory=lambda: ["R4", "R5"])  # type: ignore[arg-type]
     engine: str | None = Field(default=None, description="engine version range, e.g. '>=0.1,<1'")
     codesystems: dict[str, str] = Field(
         default_factory=dict, description="aliases for compact codings in tests (RXNORM: uri)"

@@ -154,7 +154,7 @@ class ReviewSpec(Strict):
     )
     code: ValueSetRef | None = Field(default=None, description="value set for Procedure/Task/CarePlan activity codes")
     by: list[Literal["Practitioner", "PractitionerRole"]] = Field(
-        default_factory=lambda: ["Practitioner", "PractitionerRole"]
+        default_factory=lambda: ["Practitioner", "PractitionerRole"]  # type: ignore[arg-type]
     )
     roles: list[str] = Field(
         default_factory=lambda: ["verifier", "attester", "author"],

@@ -308,10 +308,15 @@ def compile_valuesets(
                         valueset=vs_id,
                     )
                 )
-        if model.text is not None and (model.text.strong or model.text.weak):
-            t = model.text
-            label = t.strong[0] if t.strong else t.weak[0]
-            matchers.append((TextMatcher(t.strong, t.weak, t.context, t.exclude, t.negation), label))
+        synonyms = model.text
+        if synonyms is not None and (synonyms.strong or synonyms.weak):
+            label = synonyms.strong[0] if synonyms.strong else synonyms.weak[0]
+            matchers.append(
+                (
+                    TextMatcher(synonyms.strong, synonyms.weak, synonyms.context, synonyms.exclude, synonyms.negation),
+                    label,
+                )
+            )
         return entries, matchers, excluded, exclude_text
 
     for vs_id, model in models.items():

@@ -111,13 +111,10 @@ def time_of(resource: dict[str, Any], base: str) -> tuple[datetime | None, datet
     if suffix == "Period":
         return period_bounds(value)
     if suffix == "Timing" and isinstance(value, dict):
-        events = [instant(e) for e in value.get("event") or []]
-        events = [e for e in events if e is not None]
-        repeat = value.get("repeat") if isinstance(value.get("repeat"), dict) else {}
-        bstart, bend = period_bounds(repeat.get("boundsPeriod"))
-        start = min(events) if events else bstart
-        end = max(events) if events else bend
-        return start, end
+        events = [e for e in (instant(x) for x in value.get("event") or []) if e is not None]
+        repeat = value.get("repeat")
+        bstart, bend = period_bounds(repeat.get("boundsPeriod") if isinstance(repeat, dict) else None)
+        return (min(events) if events else bstart), (max(events) if events else bend)
     return None, None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from careplan_rules.facts import MedicationConcept, MedicationExposure
 from careplan_rules.fhir.normalize.common import (
     Context,
+    choice,
     codeable,
     instant,
     notes,
@@ -85,8 +86,8 @@ def _referenced(ctx: Context, resource: dict[str, Any], reference: dict[str, Any
     resolved = ctx.index.resolve(reference, container=resource, from_entry=ctx.entry)
     display = text_field(f"{path}.display", reference.get("display"))
     if resolved is None or resolved.resource.get("resourceType") != "Medication":
-        texts = (display,) if display else ()
-        return MedicationConcept((), texts, (), "reference", ref if isinstance(ref, str) else None, unresolved=True)
+        shown = (display,) if display else ()
+        return MedicationConcept((), shown, (), "reference", ref if isinstance(ref, str) else None, unresolved=True)
     med = resolved.resource
     base = f"contained[{ref}]" if resolved.contained else resolved.ref
     codings, texts = codeable(med.get("code"), f"{base}.code")
@@ -134,6 +135,9 @@ def exposure_from(ctx: Context) -> MedicationExposure:
 
     if rt == "MedicationStatement":
         start, end = time_of(r, "effective")
+        if choice(r, "effective")[0] == "DateTime":
+            # effectiveDateTime on a statement is "taking as of this date", not a one-day course
+            end = None
         recorded = instant(r.get("dateAsserted"))
         for i, dosage in enumerate(r.get("dosage") or []):
             if isinstance(dosage, dict):
