@@ -8,6 +8,8 @@ stderr, ``path[:line[:col]]: error CODE: message``; no traceback unless ``--debu
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import traceback
 from collections.abc import Callable
@@ -71,22 +73,41 @@ def guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# command name -> module defining ``command``; modules load only when their command runs, so
+# ``careplan-rules evaluate`` never imports the web stack and a missing extra only affects
+# the command that needs it
+COMMANDS: dict[str, str] = {
+    "evaluate": "careplan_rules.cli.evaluate",
+    "validate": "careplan_rules.cli.validate",
+    "lint": "careplan_rules.cli.lint",
+    "test": "careplan_rules.cli.ruletest",
+    "explain": "careplan_rules.cli.explain",
+    "schema": "careplan_rules.cli.schema",
+    "serve": "careplan_rules.cli.serve",
+    "feedback": "careplan_rules.cli.feedback",
+    "screen": "careplan_rules.cli.screen",
+    "terminology": "careplan_rules.cli.terminology",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name, module in COMMANDS.items() if importlib.util.find_spec(module) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None or importlib.util.find_spec(module_name) is None:
+            return None
+        module = importlib.import_module(module_name)
+        found: click.Command = module.command
+        return found
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="careplan-rules")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def cli(debug: bool) -> None:
     """Clinical decision support rules over FHIR data: evaluate, validate, lint, test, explain, serve."""
-
-
-def _register() -> None:
-    # commands import their heavy or optional dependencies lazily, inside the command
-    from careplan_rules.cli import evaluate
-
-    for module in (evaluate,):
-        cli.add_command(module.command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
