@@ -65,10 +65,17 @@ class Match:
     value: ObservationValue | None = None
     outcome: RuleOutcome | None = None  # for finding criteria
     note: str | None = None
+    mme: float | None = None  # daily morphine milligram equivalents, when the dose data allow
+    product: str | None = None  # repeated orders of one product share this key
 
     @property
     def concept_keys(self) -> tuple[str, ...]:
         return tuple(e.key for e in self.evidence) or (self.ref,)
+
+
+def _recency(m: Match) -> tuple[float, str]:
+    when = m.date or m.start
+    return (when.timestamp() if when is not None else float("-inf"), m.ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,19 @@ class CriterionResult:
     @property
     def holds(self) -> bool:
         return bool(self.matches)
+
+    def daily_mme(self) -> float:
+        """Total MME/day over the matches whose dose is known; each product counts once
+        (its latest record), because renewals of one prescription are often all left active."""
+        latest: dict[str, Match] = {}
+        for m in self.matches:
+            if m.mme is None:
+                continue
+            key = m.product or m.ref
+            seen = latest.get(key)
+            if seen is None or _recency(m) > _recency(seen):
+                latest[key] = m
+        return sum(m.mme or 0.0 for m in latest.values())
 
     def distinct(self) -> tuple[str, ...]:
         """Distinct drugs/concepts matched (for counts): ingredient keys, else records."""

@@ -176,7 +176,7 @@ def compile_packs(
         if pack.id in registries:
             raise RuleLoadError(f"pack {pack.id!r} is loaded twice")
         registries[pack.id] = ValueSetRegistry(
-            pack.id, {k: v.model for k, v in pack.valuesets.items()}, pack.ingredient_map
+            pack.id, {k: v.model for k, v in pack.valuesets.items()}, pack.ingredient_map, pack.mme_table
         )
         for rule in pack.rules:
             status = rule.model.status

@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from careplan_rules.engine.context import EvalContext
 from careplan_rules.engine.params import resolve_duration, resolve_number
-from careplan_rules.facts import ObservationFact, ObservationValue, ReviewEvent, Timing
+from careplan_rules.facts import (
+    ConceptMatch,
+    MedicationExposure,
+    ObservationFact,
+    ObservationValue,
+    ReviewEvent,
+    Timing,
+)
 from careplan_rules.findings import CriterionResult, Match, Rejected
 from careplan_rules.model.common import ValueSetRef
 from careplan_rules.model.rule import (
@@ -30,6 +37,7 @@ from careplan_rules.model.rule import (
     ReviewSpec,
 )
 from careplan_rules.temporal import Duration, age_in_years
+from careplan_rules.terminology.mme import MmeTable, daily_mme
 from careplan_rules.terminology.registry import ValueSetRegistry
 from careplan_rules.terminology.valueset import CompiledValueSet, Rejection
 
@@ -93,6 +101,7 @@ class ExposureCriterion:
     valueset: CompiledValueSet
     sources: frozenset[str]
     lookback: Duration | None
+    mme_table: MmeTable | None = None
     kind: str = "exposure"
 
     def depends_on(self) -> tuple[str, ...]:
@@ -128,6 +137,7 @@ class ExposureCriterion:
                     window = f"the {self.lookback} lookback" if self.lookback else "now (only current use counts)"
                     rejected.append(Rejected(exp.ref, f"ended {_date(ended)}, before {window}"))
                 continue
+            mme, product, note = self._mme(exp, found)
             matches.append(
                 Match(
                     ref=exp.ref,
@@ -138,9 +148,24 @@ class ExposureCriterion:
                     start=exp.start,
                     end=None if timing is Timing.CURRENT else (exp.end or exp.record_date),
                     timing=timing.value,
+                    mme=mme,
+                    product=product,
+                    note=note,
                 )
             )
         return CriterionResult(self.name, self.kind, tuple(matches), tuple(rejected))
+
+    def _mme(self, exp: MedicationExposure, found: list[ConceptMatch]) -> tuple[float | None, str | None, str | None]:
+        if not self.mme_table:
+            return None, None, None
+        values, notes, product = [], [], None
+        for concept in found:
+            daily = daily_mme(exp, concept, self.mme_table)
+            product = daily.product
+            notes.append(f"{concept.name}: {daily.note}")
+            if daily.value is not None:
+                values.append(daily.value)
+        return (sum(values) if values else None), product, "; ".join(notes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,7 +479,9 @@ def compile_criterion(
         return resolve_duration(text, params) if text is not None else None
 
     if isinstance(spec, ExposureSpec):
-        return ExposureCriterion(name, vs(spec.medication), frozenset(spec.from_), dur(spec.lookback))
+        return ExposureCriterion(
+            name, vs(spec.medication), frozenset(spec.from_), dur(spec.lookback), registry.mme_table or None
+        )
     if isinstance(spec, ConditionSpec):
         return ConditionCriterion(name, vs(spec.code), spec.status, dur(spec.lookback))
     if isinstance(spec, ObservationSpec):

@@ -14,7 +14,7 @@ from datetime import datetime
 from careplan_rules.engine.params import resolve_duration, resolve_number
 from careplan_rules.findings import CriterionResult, Match
 from careplan_rules.model.rule import ParamValue
-from careplan_rules.model.when import All, AnyOf, Count, Not, Overlaps, Ref, WhenExpr
+from careplan_rules.model.when import All, AnyOf, Count, DailyMme, Not, Overlaps, Ref, WhenExpr
 from careplan_rules.temporal import Duration
 
 
@@ -52,6 +52,8 @@ def _eval(
         if expr.at_least is not None and n < resolve_number(expr.at_least, params):
             return False
         return not (expr.at_most is not None and n > resolve_number(expr.at_most, params))
+    if isinstance(expr, DailyMme):
+        return results[expr.of.name].daily_mme() >= resolve_number(expr.at_least, params)
     if isinstance(expr, Overlaps):
         grace = resolve_duration(expr.within, params) if expr.within else None
         first, second = results[expr.first.name], results[expr.second.name]

@@ -14,6 +14,7 @@ from careplan_rules.model.template import Template
 from careplan_rules.model.valueset import ValueSetModel
 from careplan_rules.model.when import WhenExpr
 from careplan_rules.terminology.ingredient_map import IngredientMap
+from careplan_rules.terminology.mme import MmeTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,7 @@ class Pack:
     valuesets: Mapping[str, LoadedValueSet]
     ingredient_map: IngredientMap
     warnings: tuple[Diagnostic, ...] = ()
+    mme_table: MmeTable = field(default_factory=MmeTable)
 
     @property
     def id(self) -> str:

@@ -30,6 +30,7 @@ from careplan_rules.model.pack import PackModel
 from careplan_rules.model.rule import RuleModel
 from careplan_rules.model.valueset import ValueSetModel
 from careplan_rules.terminology.ingredient_map import IngredientMap, IngredientMapError, parse_ingredient_map
+from careplan_rules.terminology.mme import MmeTable, MmeTableError, parse_mme_table
 
 PACK_FILE = "pack.yaml"
 RULE_SUFFIX = ".rule.yaml"
@@ -190,8 +191,10 @@ def load_pack_with_diagnostics(path: str | Path) -> tuple[Pack | None, list[Diag
     _check_rule_graph(rules, diagnostics)
 
     ingredient_map = IngredientMap()
+    mme_table = MmeTable()
     if manifest is not None and manifest_doc is not None:
         ingredient_map = _read_ingredient_maps(root, manifest, manifest_doc, diagnostics)
+        mme_table = _read_mme_table(root, manifest, manifest_doc, diagnostics)
     if manifest is None or manifest_doc is None:
         return None, diagnostics
     pack = Pack(
@@ -202,6 +205,7 @@ def load_pack_with_diagnostics(path: str | Path) -> tuple[Pack | None, list[Diag
         valuesets=valuesets,
         ingredient_map=ingredient_map,
         warnings=tuple(d for d in diagnostics if d.severity is not Severity.ERROR),
+        mme_table=mme_table,
     )
     return pack, diagnostics
 
@@ -340,3 +344,26 @@ def _read_ingredient_maps(
             continue
         combined = combined.merged(parsed)
     return combined
+
+
+def _read_mme_table(root: Path, manifest: PackModel, doc: YamlDocument, diagnostics: list[Diagnostic]) -> MmeTable:
+    if manifest.mme_factors is None:
+        return MmeTable()
+    file = root / manifest.mme_factors
+    name = display_path(file)
+    try:
+        with file.open(encoding="utf-8") as handle:
+            return parse_mme_table(handle, name)
+    except OSError as exc:
+        diagnostics.append(
+            Diagnostic(
+                "CPR-E025",
+                f"cannot read MME factors {manifest.mme_factors!r}: {exc.strerror or exc}",
+                location=doc.location(("mme_factors",)),
+            )
+        )
+    except MmeTableError as exc:
+        diagnostics.append(Diagnostic("CPR-E025", str(exc), location=SourceLocation(name, exc.line)))
+    except UnicodeDecodeError:
+        diagnostics.append(Diagnostic("CPR-E025", "MME factor table is not UTF-8 text", location=SourceLocation(name)))
+    return MmeTable()

@@ -40,3 +40,6 @@ class PackModel(Strict):
     ingredient_maps: list[str] = Field(
         default_factory=list, description="TSV files (relative paths) mapping product codes to ingredients"
     )
+    mme_factors: str | None = Field(
+        default=None, description="TSV file (relative path) of opioid MME conversion factors"
+    )

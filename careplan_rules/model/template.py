@@ -9,6 +9,7 @@ References:
 * ``{criterion.medication}`` name of the first matched concept (ingredient or token);
   ``{criterion.medications}`` every distinct name; ``{criterion.count}`` how many distinct;
   ``{criterion.date}`` latest record date; ``{criterion.value}`` latest observation value;
+  ``{criterion.mme}`` total morphine milligram equivalents per day of known doses;
   ``{criterion.rules}`` titles of the findings a finding-criterion matched;
 * ``{params.name}``, ``{rule.title}``, ``{rule.id}``, ``{rule.version}``, ``{severity}``,
   ``{indicator}``, ``{patient.age}``.
@@ -29,6 +30,7 @@ CRITERION_FIELDS: dict[str, int] = {
     "date": 10,
     "value": 16,
     "rules": 80,
+    "mme": 6,
 }
 OTHER_ROOTS: dict[str, dict[str, int]] = {
     "rule": {"title": 80, "id": 64, "version": 16},

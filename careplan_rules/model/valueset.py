@@ -50,6 +50,11 @@ class Include(Strict):
     )
     concepts: list[Concept] = Field(default_factory=list)
     valueset: str | None = Field(default=None, description="id of another value set to include")
+    match: Literal["exact", "prefix"] = Field(
+        default="exact",
+        description="prefix: a code also matches every code that starts with it, dots ignored "
+        "(ICD-10-CM F32 matches F32.A and F329)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Include:

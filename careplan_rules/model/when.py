@@ -9,6 +9,9 @@ Grammar (YAML)::
           | {count: {of: name, at_least: n, at_most: n}}
                                           distinct drugs/concepts matched by a criterion
           | {overlaps: [a, b], within: duration}
+          | {daily_mme: {of: name, at_least: n}}
+                                          total morphine milligram equivalents per day of
+                                          the criterion's matches, counting known doses only
                                           some match of a and some match of b were taken at
                                           overlapping times (optionally with a grace period)
 
@@ -56,6 +59,14 @@ class Count:
 
 
 @dataclass(frozen=True, slots=True)
+class DailyMme:
+    """Total morphine milligram equivalents per day of a criterion's matches (known doses only)."""
+
+    of: Ref
+    at_least: int | float | str
+
+
+@dataclass(frozen=True, slots=True)
 class Overlaps:
     first: Ref
     second: Ref
@@ -63,7 +74,7 @@ class Overlaps:
     path: YamlPath
 
 
-WhenExpr = Ref | All | AnyOf | Not | Count | Overlaps
+WhenExpr = Ref | All | AnyOf | Not | Count | Overlaps | DailyMme
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +129,9 @@ def _parse(data: Any, path: YamlPath, problems: list[WhenProblem]) -> WhenExpr |
         return Not(item) if item is not None else None
     if op == "count":
         return _count(value, sub, problems)
-    guess = did_you_mean(op, ["all", "any", "not", "count", "overlaps"])
+    if op == "daily_mme":
+        return _daily_mme(value, sub, problems)
+    guess = did_you_mean(op, ["all", "any", "not", "count", "overlaps", "daily_mme"])
     hint = f" (did you mean {guess!r}?)" if guess else ""
     problems.append(WhenProblem(sub, f"unknown operator {op!r}{hint}"))
     return None
@@ -152,6 +165,20 @@ def _count(value: Any, path: YamlPath, problems: list[WhenProblem]) -> Count | N
     return Count(Ref(of, (*path, "of")), at_least, at_most)
 
 
+def _daily_mme(value: Any, path: YamlPath, problems: list[WhenProblem]) -> DailyMme | None:
+    if not isinstance(value, dict) or set(value) != {"of", "at_least"} or not isinstance(value.get("of"), str):
+        problems.append(WhenProblem(path, "'daily_mme' needs exactly {of: criterion, at_least: number or $param}"))
+        return None
+    bound = value["at_least"]
+    ok = (isinstance(bound, int | float) and not isinstance(bound, bool) and bound >= 0) or (
+        isinstance(bound, str) and bound.startswith("$")
+    )
+    if not ok:
+        problems.append(WhenProblem((*path, "at_least"), f"'at_least' must be a number or a $param, got {bound!r}"))
+        return None
+    return DailyMme(Ref(value["of"], (*path, "of")), bound)
+
+
 def _overlaps(data: dict[str, Any], path: YamlPath, problems: list[WhenProblem]) -> Overlaps | None:
     pair = data["overlaps"]
     sub = (*path, "overlaps")
@@ -174,7 +201,7 @@ def references(expr: WhenExpr) -> Iterator[Ref]:
             yield from references(item)
     elif isinstance(expr, Not):
         yield from references(expr.item)
-    elif isinstance(expr, Count):
+    elif isinstance(expr, Count | DailyMme):
         yield expr.of
     elif isinstance(expr, Overlaps):
         yield expr.first
@@ -188,7 +215,7 @@ def positive_references(expr: WhenExpr) -> Iterator[Ref]:
     elif isinstance(expr, All | AnyOf):
         for item in expr.items:
             yield from positive_references(item)
-    elif isinstance(expr, Count):
+    elif isinstance(expr, Count | DailyMme):
         yield expr.of
     elif isinstance(expr, Overlaps):
         yield expr.first
@@ -205,5 +232,7 @@ def params_used(expr: WhenExpr) -> Iterator[tuple[str, YamlPath]]:
         for bound in (expr.at_least, expr.at_most):
             if isinstance(bound, str):
                 yield bound, expr.of.path[:-1]
+    elif isinstance(expr, DailyMme) and isinstance(expr.at_least, str):
+        yield expr.at_least, expr.of.path[:-1]
     elif isinstance(expr, Overlaps) and expr.within and expr.within.startswith("$"):
         yield expr.within, (*expr.path, "within")

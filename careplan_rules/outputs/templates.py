@@ -68,6 +68,8 @@ def _criterion_value(result: CriterionResult, field: str, data: TemplateData) ->
             (m for m in matches if m.value is not None), key=lambda m: (m.date is not None, m.date or data.now)
         )
         return truncate(dated[-1].value.label, limit) if dated and dated[-1].value else ""
+    if field == "mme":
+        return f"{result.daily_mme():.0f}"
     if field == "rules":
         titles = [data.rule_title(m.label) for m in matches if m.outcome is not None]
         return truncate(", ".join(titles), limit)

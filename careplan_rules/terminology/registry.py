@@ -8,13 +8,21 @@ from careplan_rules.diagnostics import did_you_mean
 from careplan_rules.errors import TerminologyError
 from careplan_rules.model.valueset import ValueSetModel
 from careplan_rules.terminology.ingredient_map import IngredientMap
+from careplan_rules.terminology.mme import MmeTable
 from careplan_rules.terminology.valueset import CompiledValueSet, compile_valuesets
 
 
 class ValueSetRegistry:
-    def __init__(self, pack_id: str, models: Mapping[str, ValueSetModel], ingredient_map: IngredientMap) -> None:
+    def __init__(
+        self,
+        pack_id: str,
+        models: Mapping[str, ValueSetModel],
+        ingredient_map: IngredientMap,
+        mme_table: MmeTable | None = None,
+    ) -> None:
         self.pack_id = pack_id
         self.ingredient_map = ingredient_map
+        self.mme_table = mme_table or MmeTable()
         self._valuesets = compile_valuesets(models, ingredient_map)
 
     def get(self, ref: str) -> CompiledValueSet:

@@ -36,6 +36,7 @@ class ConceptEntry:
     ingredient_level: bool
     unverified: bool
     valueset: str  # the value set that defines it (may be an included one)
+    prefix: bool = False  # hierarchical code family (ICD-10-CM F32 → F32.A, F32.9)
 
     @property
     def key(self) -> str:
@@ -70,8 +71,11 @@ class CompiledValueSet:
         self.entries = tuple(entries)
         self.codes: dict[tuple[str, str], ConceptEntry] = {}
         self.ingredient_codes: dict[str, ConceptEntry] = {}
+        self.prefixes: dict[str, list[tuple[str, ConceptEntry]]] = {}
         names: dict[str, ConceptEntry] = {}
         for entry in self.entries:
+            if entry.code is not None and entry.prefix:
+                self.prefixes.setdefault(entry.system, []).append((_undotted(entry.code), entry))
             if entry.code is not None:
                 self.codes.setdefault((entry.system, entry.code), entry)
                 if entry.ingredient_level:
@@ -111,7 +115,7 @@ class CompiledValueSet:
             if (system, coding.code) in self.excluded:
                 rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {self.id}"))
                 continue
-            entry = self.codes.get((system, coding.code))
+            entry = self.codes.get((system, coding.code)) or self._prefix_entry(system, coding.code)
             if entry is not None:
                 keys = self._ingredient_keys(entry)
                 for key, name in keys:
@@ -148,6 +152,18 @@ class CompiledValueSet:
                     Rejection(coding.path, f"code {_short_system(system)} {coding.code} is not in {self.id}")
                 )
         return matches, rejections
+
+    def _prefix_entry(self, system: str, code: str) -> ConceptEntry | None:
+        """The most specific prefix concept covering ``code`` (ICD-10-CM families)."""
+        candidates = self.prefixes.get(system)
+        if not candidates:
+            return None
+        plain = _undotted(code)
+        best: tuple[int, ConceptEntry] | None = None
+        for prefix, entry in candidates:
+            if plain.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), entry)
+        return best[1] if best else None
 
     def _ingredient_keys(self, entry: ConceptEntry) -> list[tuple[str, str]]:
         """Distinct-drug keys of a concept: its ingredients when it is a mapped product."""
@@ -262,6 +278,10 @@ def best_per_key(matches: Iterable[ConceptMatch]) -> list[ConceptMatch]:
     return sorted(best.values(), key=lambda m: (MATCH_RANK[m.matched_by], m.name, m.key))
 
 
+def _undotted(code: str) -> str:
+    return code.replace(".", "").strip().upper()
+
+
 def _norm_key(matched: str) -> str:
     return re.sub(r"\s+", " ", matched)
 
@@ -306,6 +326,7 @@ def compile_valuesets(
                         ingredient_level=inc.level == "ingredient",
                         unverified=concept.unverified,
                         valueset=vs_id,
+                        prefix=inc.match == "prefix",
                     )
                 )
         synonyms = model.text

@@ -151,3 +151,29 @@ def test_ingredient_map_parsing() -> None:
     with pytest.raises(IngredientMapError) as info:
         parse_ingredient_map(["product\tingredients", "abc\t12"], "m.tsv")
     assert info.value.line == 2
+
+
+def test_prefix_match_for_code_families() -> None:
+    dep = ValueSetModel.model_validate(
+        {
+            "apiVersion": "careplan-rules/v1",
+            "kind": "ValueSet",
+            "id": "dep",
+            "version": "1",
+            "title": "Depression",
+            "include": [
+                {
+                    "system": "http://hl7.org/fhir/sid/icd-10-cm",
+                    "match": "prefix",
+                    "concepts": [{"code": "F32", "display": "Depressive episode"}, {"code": "F33"}],
+                }
+            ],
+        }
+    )
+    vs = ValueSetRegistry("t", {"dep": dep}, IngredientMap()).get("dep")
+    for code in ("F32", "F32.A", "F32.9", "F329", "F33.1"):
+        matches, _ = vs.match_codings([CodingFact("http://hl7.org/fhir/sid/icd-10-cm", code, None, "code")])
+        assert matches, code
+    for code in ("F3", "F34.1", "F10.20"):
+        matches, _ = vs.match_codings([CodingFact("http://hl7.org/fhir/sid/icd-10-cm", code, None, "code")])
+        assert not matches, code
