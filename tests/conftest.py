@@ -11,6 +11,8 @@ import pytest
 from careplan_rules import Engine
 from tests.factories import NOW, Resource, bundle
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:

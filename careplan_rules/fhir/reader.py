@@ -181,13 +181,13 @@ def read_any(data: Any, source: str = "<input>") -> FhirDocument:
     if isinstance(data, bytes | bytearray):
         return parse_bytes(bytes(data), source)
     if isinstance(data, Path):
-        return read_path(data, str(data))
+        return read_path(data, source if source != "<input>" else str(data))
     if isinstance(data, str):
         stripped = data.lstrip()
         if stripped.startswith(("{", "[")):
             return parse_text(data, source)
         if "\n" not in data and len(data) < 4096 and Path(data).is_file():
-            return read_path(data, data)
+            return read_path(data, source if source != "<input>" else data)
         if "\n" not in data and len(data) < 4096 and not stripped.startswith(("{", "[")):
             raise input_error(data, "CPR-F002", "no such file, and the text is not FHIR JSON")
         return parse_text(data, source)

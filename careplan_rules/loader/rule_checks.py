@@ -223,7 +223,7 @@ class RuleCheck:
     def _when(self, data: Any, path: YamlPath) -> WhenExpr | None:
         expr, problems = parse_when(data, path)
         for problem in problems:
-            self.error("CPR-E014", problem.message, problem.path)
+            self.error("CPR-E014", problem.message, problem.path, key=problem.at_key)
         if expr is None:
             return None
         ok = True

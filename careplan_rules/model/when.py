@@ -81,6 +81,7 @@ WhenExpr = Ref | All | AnyOf | Not | Count | Overlaps | DailyMme
 class WhenProblem:
     path: YamlPath
     message: str
+    at_key: bool = False  # point at the key (an unknown operator) rather than its value
 
 
 def parse_when(data: Any, path: YamlPath) -> tuple[WhenExpr | None, list[WhenProblem]]:
@@ -133,7 +134,7 @@ def _parse(data: Any, path: YamlPath, problems: list[WhenProblem]) -> WhenExpr |
         return _daily_mme(value, sub, problems)
     guess = did_you_mean(op, ["all", "any", "not", "count", "overlaps", "daily_mme"])
     hint = f" (did you mean {guess!r}?)" if guess else ""
-    problems.append(WhenProblem(sub, f"unknown operator {op!r}{hint}"))
+    problems.append(WhenProblem(sub, f"unknown operator {op!r}{hint}", at_key=True))
     return None
 
 
@@ -143,7 +144,9 @@ def _count(value: Any, path: YamlPath, problems: list[WhenProblem]) -> Count | N
         return None
     unknown = set(value) - {"of", "at_least", "at_most"}
     if unknown:
-        problems.append(WhenProblem((*path, sorted(unknown)[0]), f"unknown key in count: {sorted(unknown)[0]!r}"))
+        problems.append(
+            WhenProblem((*path, sorted(unknown)[0]), f"unknown key in count: {sorted(unknown)[0]!r}", at_key=True)
+        )
         return None
     of = value.get("of")
     if not isinstance(of, str):
