@@ -206,6 +206,7 @@ def load_pack_with_diagnostics(path: str | Path) -> tuple[Pack | None, list[Diag
         ingredient_map=ingredient_map,
         warnings=tuple(d for d in diagnostics if d.severity is not Severity.ERROR),
         mme_table=mme_table,
+        broken_rule_ids=frozenset(broken_rules),
     )
     return pack, diagnostics
 

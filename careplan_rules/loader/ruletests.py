@@ -54,17 +54,20 @@ def load_tests(
     tests: list[LoadedTest] = []
     problems: list[Diagnostic] = []
     rule_ids = {r.id: pack for pack in packs for r in pack.rules}
+    broken = {rid for pack in packs for rid in pack.broken_rule_ids}
     for pack in packs:
         for file in discover_test_files(pack):
             if wanted is not None and file.resolve() not in wanted:
                 continue
-            loaded = _load_one(file, pack, rule_ids, problems)
+            loaded = _load_one(file, pack, rule_ids, broken, problems)
             if loaded is not None:
                 tests.append(loaded)
     return tests, problems
 
 
-def _load_one(file: Path, pack: Pack, rule_ids: dict[str, Pack], problems: list[Diagnostic]) -> LoadedTest | None:
+def _load_one(
+    file: Path, pack: Pack, rule_ids: dict[str, Pack], broken: set[str], problems: list[Diagnostic]
+) -> LoadedTest | None:
     doc, diags = read_yaml_file(file, display_path(file))
     problems.extend(diags)
     if doc is None:
@@ -88,6 +91,8 @@ def _load_one(file: Path, pack: Pack, rule_ids: dict[str, Pack], problems: list[
     except ValidationError as exc:
         problems.extend(validation_diagnostics(exc, RuleTestModel, doc))
         return None
+    if model.rule in broken:
+        return None  # the rule file's own errors say what is wrong
     if model.rule not in rule_ids:
         guess = did_you_mean(model.rule, rule_ids)
         problems.append(
