@@ -31,8 +31,24 @@ EXPECTED = {
         "kratom-serotonergic",
         "missing-clinician-review",
     },
-    ("bulk-export-7oh.ndjson", "Patient/p8"): {"kratom-use", "kratom-serotonergic", "missing-clinician-review"},
+    ("bulk-export-7oh.ndjson", "Patient/p8"): {
+        "kratom-use", "kratom-serotonergic", "missing-clinician-review", "kratom-7oh-product", "kratom-cns-depressant",
+    },
+    ("opioid-benzodiazepine-60mme.json", "Patient/p9"): {"opioid-benzodiazepine", "naloxone-offer"},
+    ("kratom-opioid-benzodiazepine-r5.json", "Patient/p10"): {
+        "kratom-opioid-cns-depressant", "opioid-benzodiazepine", "naloxone-offer", "missing-clinician-review",
+    },
+    ("kratom-tacrolimus.json", "Patient/p11"): {"kratom-cyp3a-substrate", "kratom-use", "missing-clinician-review"},
+    ("depression-young-adult.json", "Patient/p12"): {"depression-support-plan", "kratom-serotonergic", "kratom-use"},
 }
+
+
+def test_every_bundled_rule_fires_in_some_example(engine: Engine) -> None:
+    fired_anywhere = set()
+    for path in iter_examples():
+        for result in engine.evaluate(path, now=NOW):
+            fired_anywhere |= {f.rule for f in result.findings}
+    assert fired_anywhere == set(engine.rules)
 
 
 def evaluate_examples(engine: Engine) -> dict[str, object]:

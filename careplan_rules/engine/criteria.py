@@ -102,6 +102,7 @@ class ExposureCriterion:
     sources: frozenset[str]
     lookback: Duration | None
     mme_table: MmeTable | None = None
+    started_within: Duration | None = None
     kind: str = "exposure"
 
     def depends_on(self) -> tuple[str, ...]:
@@ -137,6 +138,14 @@ class ExposureCriterion:
                     window = f"the {self.lookback} lookback" if self.lookback else "now (only current use counts)"
                     rejected.append(Rejected(exp.ref, f"ended {_date(ended)}, before {window}"))
                 continue
+            if self.started_within is not None:
+                began = exp.start or exp.recorded
+                if began is None or began < self.started_within.before(ctx.now):
+                    if ctx.trace:
+                        rejected.append(
+                            Rejected(exp.ref, f"started {_date(began)}, not within the last {self.started_within}")
+                        )
+                    continue
             mme, product, note = self._mme(exp, found)
             matches.append(
                 Match(
@@ -480,7 +489,12 @@ def compile_criterion(
 
     if isinstance(spec, ExposureSpec):
         return ExposureCriterion(
-            name, vs(spec.medication), frozenset(spec.from_), dur(spec.lookback), registry.mme_table or None
+            name,
+            vs(spec.medication),
+            frozenset(spec.from_),
+            dur(spec.lookback),
+            registry.mme_table or None,
+            dur(spec.started_within),
         )
     if isinstance(spec, ConditionSpec):
         return ConditionCriterion(name, vs(spec.code), spec.status, dur(spec.lookback))

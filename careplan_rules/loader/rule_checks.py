@@ -168,6 +168,8 @@ class RuleCheck:
             self._valueset(criterion.exposure.medication, (*sub, "medication"))
             if criterion.exposure.lookback is not None:
                 self._duration(criterion.exposure.lookback, (*sub, "lookback"))
+            if criterion.exposure.started_within is not None:
+                self._duration(criterion.exposure.started_within, (*sub, "started_within"))
         elif criterion.condition is not None:
             self._valueset(criterion.condition.code, (*sub, "code"))
             if criterion.condition.lookback is not None:

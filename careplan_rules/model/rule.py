@@ -125,6 +125,9 @@ class ExposureSpec(Strict):
         default=None,
         description="also count exposures that ended within this period; without it only current ones count",
     )
+    started_within: DurationText | None = Field(
+        default=None, description="only exposures that started (or were first recorded) within this period"
+    )
 
 
 class ConditionSpec(Strict):

@@ -62,8 +62,13 @@ def test_care_plan_links_issues_and_merges_shared_activities(engine: Engine) -> 
 
 
 def test_no_activity_means_no_care_plan(engine: Engine) -> None:
-    result = engine.evaluate(Path("fhir_examples/kratom-past-and-entered-in-error.json"), now=NOW)[0]
-    assert result.care_plan is None and result.to_dict()["carePlan"] is None
+    result = engine.evaluate(Path("fhir_examples/two-patients-social-history.json"), now=NOW).patient("Patient/p5b")
+    assert result is not None and result.findings
+    only_kratom = engine.evaluate(
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient", "id": "x"}}]},
+        now=NOW,
+    )[0]
+    assert only_kratom.findings == () and only_kratom.care_plan is None and only_kratom.to_dict()["carePlan"] is None
 
 
 def test_fhir_bundle_output_rewrites_references_to_full_urls(engine: Engine) -> None:
