@@ -95,7 +95,7 @@ class DoseFact:
 class MedicationExposure:
     ref: str
     resource_type: str
-    kind: str  # statement | request | dispense | administration | reported
+    kind: str  # statement | request | dispense | administration | reported | lab-result
     status: str | None
     excluded_reason: str | None  # why it never counts (status), or None
     ongoing: bool  # the status says it continues (active, on-hold, draft, in-progress…)

@@ -130,3 +130,34 @@ def test_quoted_explanation_lines(tutorial: Path, tmp_path: Path) -> None:
         "resource": "MedicationRequest/o1",
         "reason": "'ondansetron' is not in qt-prolonging: code RxNorm 26225 is not in qt-prolonging",
     } in crit["qt_drug"]["rejected"]
+
+
+# --- docs/rules.md is generated from the bundled pack --------------------------------------
+
+
+def test_rule_reference_is_current() -> None:
+    result = CliRunner().invoke(
+        cli, ["docs", str(ROOT / "rules" / "kratom-safety"), "-o", str(ROOT / "docs" / "rules.md"), "--check"]
+    )
+    assert result.exit_code == 0, (
+        "docs/rules.md is out of date: run 'careplan-rules docs rules/kratom-safety -o docs/rules.md'\n" + result.output
+    )
+
+
+def test_rule_reference_anchors_every_rule_for_card_links() -> None:
+    # cards link to {pack url}#{rule id}; every rule needs that anchor
+    text = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
+    pack = load_pack(ROOT / "rules" / "kratom-safety")
+    for rule in pack.rules:
+        assert f'<a id="{rule.id}"></a>' in text
+        assert f"Evidence level: **{rule.model.metadata.evidence_level}**" in text
+
+
+def test_docs_check_fails_on_a_stale_file(tmp_path: Path) -> None:
+    stale = tmp_path / "rules.md"
+    stale.write_text("old\n", encoding="utf-8")
+    pack = str(ROOT / "rules" / "kratom-safety")
+    result = CliRunner().invoke(cli, ["docs", pack, "-o", str(stale), "--check"])
+    assert result.exit_code == 1 and "out of date" in result.output
+    assert CliRunner().invoke(cli, ["docs", pack, "-o", str(stale)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["docs", pack, "-o", str(stale), "--check"]).exit_code == 0

@@ -56,7 +56,9 @@ def test_synthea_stopped_2017_combination_is_explained(engine: Engine) -> None:
     path = next(p for p in synthea_files() if p.name.startswith("Jordan_Cruickshank"))
     result = engine.evaluate(path, now=NOW, trace=True)[0]
     outcome = next(o for o in result.outcomes if o.rule_id == "opioid-benzodiazepine")
-    reasons = [r.reason for r in outcome.criteria["benzodiazepine"].rejected if "Midazolam" in r.reason or "ended" in r.reason]
+    reasons = [
+        r.reason for r in outcome.criteria["benzodiazepine"].rejected if "Midazolam" in r.reason or "ended" in r.reason
+    ]
     assert any("ended 2017" in r for r in reasons), reasons
 
 
@@ -69,7 +71,9 @@ def test_ahrq_test_patient(engine: Engine) -> None:
     benzo = result.finding("opioid-benzodiazepine")
     assert benzo is not None
     # chlordiazepoxide 25 MG (905505) is in the CDC benzodiazepine expansion copied into the pack
-    assert [(e.matched_by, e.matched) for e in benzo.evidence if e.criterion == "benzodiazepine"] == [("code", "905505")]
+    assert [(e.matched_by, e.matched) for e in benzo.evidence if e.criterion == "benzodiazepine"] == [
+        ("code", "905505")
+    ]
 
 
 @pytest.mark.parametrize(

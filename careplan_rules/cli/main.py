@@ -87,6 +87,7 @@ COMMANDS: dict[str, str] = {
     "feedback": "careplan_rules.cli.feedback",
     "screen": "careplan_rules.cli.screen",
     "terminology": "careplan_rules.cli.terminology",
+    "docs": "careplan_rules.cli.docs",
 }
 
 

@@ -56,7 +56,7 @@ def _used_criteria(rule: LoadedRule) -> set[str]:
     for activity in model.outputs.careplan_activities:
         used |= set(activity.addresses)
     for template in rule.templates.values():
-        used |= {p.root for p in template.parts if isinstance(p, Placeholder)}
+        used |= {ref.root for p in template.parts if isinstance(p, Placeholder) for ref in p.chain()}
     return used
 
 

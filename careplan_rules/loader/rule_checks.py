@@ -251,9 +251,10 @@ class RuleCheck:
             for part in template.parts:
                 if isinstance(part, str):
                     continue
-                problem = check_placeholder(part, criteria, params)
-                if problem:
-                    self.error("CPR-E032", problem, path)
+                for ref in part.chain():
+                    problem = check_placeholder(ref, criteria, params)
+                    if problem:
+                        self.error("CPR-E032", problem, path)
             out[key] = template
         return out
 

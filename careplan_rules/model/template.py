@@ -12,7 +12,9 @@ References:
   ``{criterion.mme}`` total morphine milligram equivalents per day of known doses;
   ``{criterion.rules}`` titles of the findings a finding-criterion matched;
 * ``{params.name}``, ``{rule.title}``, ``{rule.id}``, ``{rule.version}``, ``{severity}``,
-  ``{indicator}``, ``{patient.age}``.
+  ``{indicator}``, ``{patient.age}``;
+* ``{a.medication | b.medication}`` the first reference that renders non-empty, for a rule
+  whose ``when`` accepts either criterion (a sedative drug *or* an alcohol-use diagnosis).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class Placeholder:
     root: str
     field: str | None
     start: int
+    otherwise: Placeholder | None = None  # ``{a.x | b.y}``: used when this one renders empty
+
+    def chain(self) -> tuple[Placeholder, ...]:
+        """This reference and its fallbacks, in order."""
+        return (self, *(self.otherwise.chain() if self.otherwise else ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,15 @@ def parse_template(text: str) -> Template:
             if buffer:
                 parts.append("".join(buffer))
                 buffer = []
-            root, _, field = inner.partition(".")
-            parts.append(Placeholder(root.strip(), field.strip() or None, m.start()))
+            choices = [c.strip() for c in inner.split("|")]
+            if any(not c for c in choices):
+                raise TemplateSyntaxError(f"empty alternative in placeholder '{{{inner}}}'", m.start())
+            placeholder: Placeholder | None = None
+            for choice in reversed(choices):
+                root, _, field = choice.partition(".")
+                placeholder = Placeholder(root.strip(), field.strip() or None, m.start(), placeholder)
+            assert placeholder is not None
+            parts.append(placeholder)
         pos = m.end()
     buffer.append(text[pos:])
     if "".join(buffer):
@@ -130,13 +144,17 @@ def worst_case_length(template: Template, rule_values: dict[str, str] | None = N
     for part in template.parts:
         if isinstance(part, str):
             total += len(part)
-        elif part.root in SCALARS:
-            total += SCALARS[part.root]
-        elif part.root == "params":
-            total += PARAM_MAX
-        elif part.root in OTHER_ROOTS:
-            known = (rule_values or {}).get(f"{part.root}.{part.field}")
-            total += len(known) if known is not None else OTHER_ROOTS[part.root].get(part.field or "", 20)
         else:
-            total += CRITERION_FIELDS.get(part.field or "", 20)
+            total += max(_longest(ph, rule_values) for ph in part.chain())
     return total
+
+
+def _longest(ph: Placeholder, rule_values: dict[str, str] | None) -> int:
+    if ph.root in SCALARS:
+        return SCALARS[ph.root]
+    if ph.root == "params":
+        return PARAM_MAX
+    if ph.root in OTHER_ROOTS:
+        known = (rule_values or {}).get(f"{ph.root}.{ph.field}")
+        return len(known) if known is not None else OTHER_ROOTS[ph.root].get(ph.field or "", 20)
+    return CRITERION_FIELDS.get(ph.field or "", 20)

@@ -97,7 +97,19 @@ def _value(ph: Placeholder, data: TemplateData) -> str:
 
 
 def render(template: Template, data: TemplateData) -> str:
-    return "".join(part if isinstance(part, str) else _value(part, data) for part in template.parts)
+    return "".join(part if isinstance(part, str) else _first_value(part, data) for part in template.parts)
+
+
+def _first_value(ph: Placeholder, data: TemplateData) -> str:
+    chain = ph.chain()
+    for i, ref in enumerate(chain):
+        result = data.outcome.criteria.get(ref.root)
+        if result is not None and not result.matches and i < len(chain) - 1:
+            continue  # an unmatched criterion has nothing to say ("an unknown date"): try the next
+        value = _value(ref, data)
+        if value:
+            return value
+    return ""
 
 
 _BLOCK_START = ("- ", "* ", "+ ", "|", "#", ">", "```")

@@ -10,13 +10,18 @@ Every match records *how* it matched, for the evidence trail a reviewer reads:
 * ``text``            a free-text synonym of the value set ("kratom powder").
 
 A product with two ingredients in the value set yields two matches (two drugs for counting).
+
+Exclusions are scoped like a FHIR ValueSet's ``compose.exclude``: a value set's excluded codes
+and exclusion phrases remove what *it* contributes (its own concepts, synonyms and includes),
+never what a sibling include contributes to a value set that includes it. A union set must
+not lose kratom leaf because the 7-OH product set it includes vetoes laboratory test names.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from careplan_rules.facts import CodingFact, ConceptMatch, MedicationConcept, TextField
 from careplan_rules.model.valueset import ValueSetModel
@@ -37,6 +42,7 @@ class ConceptEntry:
     unverified: bool
     valueset: str  # the value set that defines it (may be an included one)
     prefix: bool = False  # hierarchical code family (ICD-10-CM F32 → F32.A, F32.9)
+    scope: tuple[str, ...] = ()  # value sets whose exclusions apply: the definer and its includers
 
     @property
     def key(self) -> str:
@@ -53,6 +59,23 @@ class Rejection:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """The excluded codes and exclusion phrases that apply to one scope."""
+
+    codes: frozenset[tuple[str, str]] = frozenset()
+    text: re.Pattern[str] | None = None
+
+    def veto(self, norm: str) -> str | None:
+        if self.text is None:
+            return None
+        m = self.text.search(norm)
+        return m.group(0) if m else None
+
+
+NO_EXCLUSIONS = Exclusions()
+
+
 class CompiledValueSet:
     """A value set expanded (includes resolved) and indexed for matching."""
 
@@ -60,9 +83,8 @@ class CompiledValueSet:
         self,
         model: ValueSetModel,
         entries: Sequence[ConceptEntry],
-        text_matchers: Sequence[tuple[TextMatcher, str]],
-        excluded: Iterable[tuple[str, str]],
-        exclude_text: Sequence[str],
+        text_matchers: Sequence[tuple[TextMatcher, str, tuple[str, ...]]],
+        exclusions: Mapping[str, tuple[Sequence[tuple[str, str]], Sequence[str]]],
         ingredient_map: IngredientMap,
     ) -> None:
         self.id = model.id
@@ -86,13 +108,26 @@ class CompiledValueSet:
                         names.setdefault(normalize_text(name), entry)
         self.names = names
         self.name_pattern = compile_alternation(names)
-        self.text_matchers = tuple(text_matchers)
-        self.excluded = frozenset((canonical_system(s) or s, c) for s, c in excluded)
-        self.exclude_pattern = compile_alternation(exclude_text)
+        self.text_matchers = tuple((matcher, label) for matcher, label, _ in text_matchers)
+        self._scopes: dict[tuple[str, ...], Exclusions] = {}
+        self._exclusions = exclusions
+        self._matcher_scopes = tuple(self.scoped(scope) for _, _, scope in text_matchers)
+        # every excluded code, whatever its scope (reporting and tests)
+        self.excluded = frozenset((canonical_system(s) or s, c) for codes, _ in exclusions.values() for s, c in codes)
         self.ingredient_map = ingredient_map
 
     def __repr__(self) -> str:
         return f"<ValueSet {self.id}|{self.version}: {len(self.entries)} concepts>"
+
+    def scoped(self, scope: tuple[str, ...]) -> Exclusions:
+        """The exclusions of the value sets in ``scope`` (cached: scopes are few)."""
+        found = self._scopes.get(scope)
+        if found is None:
+            codes = [(canonical_system(s) or s, c) for vs in scope for s, c in self._exclusions.get(vs, ((), ()))[0]]
+            phrases = [t for vs in scope for t in self._exclusions.get(vs, ((), ()))[1]]
+            found = Exclusions(frozenset(codes), compile_alternation(phrases)) if codes or phrases else NO_EXCLUSIONS
+            self._scopes[scope] = found
+        return found
 
     @property
     def unverified_codes(self) -> tuple[ConceptEntry, ...]:
@@ -112,10 +147,10 @@ class CompiledValueSet:
             if system is None:
                 rejections.append(Rejection(coding.path, f"coding {coding.code!r} has no system"))
                 continue
-            if (system, coding.code) in self.excluded:
-                rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {self.id}"))
-                continue
             entry = self.codes.get((system, coding.code)) or self._prefix_entry(system, coding.code)
+            if entry is not None and (system, coding.code) in self.scoped(entry.scope).codes:
+                rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {entry.valueset}"))
+                continue
             if entry is not None:
                 keys = self._ingredient_keys(entry)
                 for key, name in keys:
@@ -134,6 +169,10 @@ class CompiledValueSet:
             mapped = False
             for ingredient in self.ingredient_map.ingredients(system, coding.code):
                 found = self.ingredient_codes.get(ingredient)
+                if found is not None and (system, coding.code) in self.scoped(found.scope).codes:
+                    rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {found.valueset}"))
+                    mapped = True  # rejected with its reason, not "not in"
+                    continue
                 if found is not None:
                     mapped = True
                     matches.append(
@@ -147,7 +186,9 @@ class CompiledValueSet:
                             found.unverified,
                         )
                     )
-            if not mapped:
+            if not mapped and (system, coding.code) in self.excluded:
+                rejections.append(Rejection(coding.path, f"code {coding.code} is excluded from {self.id}"))
+            elif not mapped:
                 rejections.append(
                     Rejection(coding.path, f"code {_short_system(system)} {coding.code} is not in {self.id}")
                 )
@@ -176,7 +217,10 @@ class CompiledValueSet:
                 keys.append((found.key, found.name))
         return keys or [(entry.key, entry.name)]
 
-    def match_names(self, fields: Iterable[TextField]) -> tuple[list[ConceptMatch], list[Rejection]]:
+    def match_names(
+        self, fields: Iterable[TextField], display_codes: Mapping[str, tuple[str, str]] | None = None
+    ) -> tuple[list[ConceptMatch], list[Rejection]]:
+        """Ingredient names in text; ``display_codes`` maps a display field's path to its coding."""
         matches: list[ConceptMatch] = []
         rejections: list[Rejection] = []
         if self.name_pattern is None:
@@ -184,15 +228,18 @@ class CompiledValueSet:
         for f in fields:
             if not f.norm:
                 continue
-            found = list(self.name_pattern.finditer(f.norm))
-            if not found:
-                continue
-            veto = self._excluded_text(f.norm)
-            if veto:
-                rejections.append(Rejection(f.path, f"{found[0].group(0)!r} vetoed by {veto!r} in the same text"))
-                continue
-            for m in found:
+            for m in self.name_pattern.finditer(f.norm):
                 entry = self.names[_norm_key(m.group(0))]
+                exclusions = self.scoped(entry.scope)
+                veto = exclusions.veto(f.norm)
+                if veto:
+                    rejections.append(Rejection(f.path, f"{m.group(0)!r} vetoed by {veto!r} in the same text"))
+                    continue
+                coded = (display_codes or {}).get(f.path)
+                if coded is not None and coded in exclusions.codes:
+                    # the display of a code the value set excludes ("Buprenorphine / Naloxone")
+                    rejections.append(Rejection(f.path, f"display of code {coded[1]}, excluded from {entry.valueset}"))
+                    continue
                 matches.append(
                     ConceptMatch(
                         self.id, "ingredient-name", m.group(0), entry.key, entry.name, f.path, entry.unverified
@@ -200,7 +247,9 @@ class CompiledValueSet:
                 )
         return matches, rejections
 
-    def match_text(self, fields: Iterable[TextField]) -> tuple[list[ConceptMatch], list[Rejection]]:
+    def match_text(
+        self, fields: Iterable[TextField], display_codes: Mapping[str, tuple[str, str]] | None = None
+    ) -> tuple[list[ConceptMatch], list[Rejection]]:
         matches: list[ConceptMatch] = []
         rejections: list[Rejection] = []
         if not self.text_matchers:
@@ -208,10 +257,13 @@ class CompiledValueSet:
         for f in fields:
             if not f.norm:
                 continue
-            veto = self._excluded_text(f.norm)
-            for matcher, label in self.text_matchers:
+            for (matcher, label), exclusions in zip(self.text_matchers, self._matcher_scopes, strict=True):
                 outcome = matcher.match(f.norm)
                 if outcome.hit is not None:
+                    veto = exclusions.veto(f.norm)
+                    coded = (display_codes or {}).get(f.path)
+                    if veto is None and coded is not None and coded in exclusions.codes:
+                        veto = f"the display of excluded code {coded[1]}"
                     if veto:
                         rejections.append(Rejection(f.path, f"{outcome.hit.matched!r} vetoed by {veto!r}"))
                         continue
@@ -220,12 +272,6 @@ class CompiledValueSet:
                 if outcome.rejected:
                     rejections.append(Rejection(f.path, outcome.rejected))
         return matches, rejections
-
-    def _excluded_text(self, norm: str) -> str | None:
-        if self.exclude_pattern is None:
-            return None
-        m = self.exclude_pattern.search(norm)
-        return m.group(0) if m else None
 
     def match_medication(
         self, concept: MedicationConcept, notes: Sequence[TextField] = ()
@@ -236,13 +282,14 @@ class CompiledValueSet:
         note saying "switched from sertraline" on a fluoxetine statement is not sertraline use.
         """
         matches, rejections = self.match_codings(concept.codings)
-        name_fields = list(concept.texts) + self._display_fields(concept.codings)
+        display_codes: dict[str, tuple[str, str]] = {}
+        name_fields = list(concept.texts) + self._display_fields(concept.codings, display_codes)
         for ingredient in concept.ingredients:
             m, r = self.match_codings(ingredient.codings, via_ingredient_list=True)
             matches += m
             rejections += r
-            name_fields += list(ingredient.texts) + self._display_fields(ingredient.codings)
-        m, r = self.match_names(name_fields)
+            name_fields += list(ingredient.texts) + self._display_fields(ingredient.codings, display_codes)
+        m, r = self.match_names(name_fields, display_codes)
         matches += m
         rejections += r
         m, r = self.match_text([*name_fields, *notes])
@@ -250,21 +297,29 @@ class CompiledValueSet:
         rejections += r
         return best_per_key(matches), rejections
 
-    def _display_fields(self, codings: Iterable[CodingFact]) -> list[TextField]:
-        """Displays of codings, except those of codes the value set explicitly excludes."""
-        return [
-            TextField(c.path, c.display, normalize_text(c.display))
-            for c in codings
-            if c.display and (canonical_system(c.system), c.code) not in self.excluded
-        ]
+    def _display_fields(
+        self, codings: Iterable[CodingFact], display_codes: dict[str, tuple[str, str]] | None = None
+    ) -> list[TextField]:
+        """Displays of codings as text fields; ``display_codes`` records which coding each came from."""
+        fields = []
+        for c in codings:
+            if not c.display:
+                continue
+            path = c.path
+            fields.append(TextField(path, c.display, normalize_text(c.display)))
+            system = canonical_system(c.system)
+            if display_codes is not None and system is not None and c.code:
+                display_codes[path] = (system, c.code)
+        return fields
 
     def match_concept_codings(
         self, codings: Sequence[CodingFact], texts: Sequence[TextField]
     ) -> tuple[list[ConceptMatch], list[Rejection]]:
         """Match a coded concept (Condition.code, Observation.code, Procedure.code…)."""
         matches, rejections = self.match_codings(codings)
-        fields = list(texts) + self._display_fields(codings)
-        m, r = self.match_text(fields)
+        display_codes: dict[str, tuple[str, str]] = {}
+        fields = list(texts) + self._display_fields(codings, display_codes)
+        m, r = self.match_text(fields, display_codes)
         return best_per_key(matches + m), rejections + r
 
 
@@ -295,25 +350,25 @@ def compile_valuesets(
     models: Mapping[str, ValueSetModel], ingredient_map: IngredientMap
 ) -> dict[str, CompiledValueSet]:
     """Expand includes (already checked for cycles and unknown ids by the loader) and index."""
-    compiled: dict[str, CompiledValueSet] = {}
+    exclusions = {
+        vs_id: ([(e.system, c) for e in model.exclude for c in e.codes], list(model.text.exclude) if model.text else [])
+        for vs_id, model in models.items()
+    }
 
     def collect(
         vs_id: str, seen: set[str]
-    ) -> tuple[list[ConceptEntry], list[tuple[TextMatcher, str]], list[tuple[str, str]], list[str]]:
+    ) -> tuple[list[ConceptEntry], list[tuple[TextMatcher, str, tuple[str, ...]]]]:
         model = models[vs_id]
         entries: list[ConceptEntry] = []
-        matchers: list[tuple[TextMatcher, str]] = []
-        excluded = [(e.system, c) for e in model.exclude for c in e.codes]
-        exclude_text = list(model.text.exclude) if model.text else []
+        matchers: list[tuple[TextMatcher, str, tuple[str, ...]]] = []
         for inc in model.include:
             if inc.valueset is not None:
                 if inc.valueset in seen:
                     continue
-                e, m, x, t = collect(inc.valueset, seen | {inc.valueset})
-                entries += e
-                matchers += m
-                excluded += x
-                exclude_text += t
+                sub_entries, sub_matchers = collect(inc.valueset, seen | {inc.valueset})
+                # this set's exclusions also apply to what its includes contribute
+                entries += [replace(e, scope=(*e.scope, vs_id)) for e in sub_entries]
+                matchers += [(m, label, (*scope, vs_id)) for m, label, scope in sub_matchers]
                 continue
             system = canonical_system(inc.system) or ""
             for concept in inc.concepts:
@@ -327,20 +382,20 @@ def compile_valuesets(
                         unverified=concept.unverified,
                         valueset=vs_id,
                         prefix=inc.match == "prefix",
+                        scope=(vs_id,),
                     )
                 )
         synonyms = model.text
         if synonyms is not None and (synonyms.strong or synonyms.weak):
             label = synonyms.strong[0] if synonyms.strong else synonyms.weak[0]
-            matchers.append(
-                (
-                    TextMatcher(synonyms.strong, synonyms.weak, synonyms.context, synonyms.exclude, synonyms.negation),
-                    label,
-                )
-            )
-        return entries, matchers, excluded, exclude_text
+            # the matcher applies the set's own exclusion phrases itself; its scope adds the
+            # excluded codes (display vetoes) and the phrases of the sets that include it
+            matcher = TextMatcher(synonyms.strong, synonyms.weak, synonyms.context, synonyms.exclude, synonyms.negation)
+            matchers.append((matcher, label, (vs_id,)))
+        return entries, matchers
 
+    compiled: dict[str, CompiledValueSet] = {}
     for vs_id, model in models.items():
-        entries, matchers, excluded, exclude_text = collect(vs_id, {vs_id})
-        compiled[vs_id] = CompiledValueSet(model, entries, matchers, excluded, exclude_text, ingredient_map)
+        entries, matchers = collect(vs_id, {vs_id})
+        compiled[vs_id] = CompiledValueSet(model, entries, matchers, exclusions, ingredient_map)
     return compiled

@@ -191,3 +191,73 @@ def test_statement_with_only_an_effective_date_is_taking_since_then(evaluate: Ev
     old_sertraline = med_statement("s9", rx("36437", "sertraline"), effective="2020-01-01")
     assert interacts(evaluate, kratom(), old_sertraline)
     assert interacts(evaluate, kratom(), med_request("s8", rx("36437"), authored="2019-01-01"))
+
+
+# --- laboratory results as exposure evidence ------------------------------------------------
+
+LAB = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]
+MITRAGYNINE = {"coding": [{"system": "http://loinc.org", "code": "72732-1"}], "text": "Mitragynine, urine"}
+
+
+def lab(value: dict[str, Any], interpretation: str | None = None, **kw: Any) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": kw.pop("rid", "lab1"),
+        "status": kw.pop("status", "final"),
+        "category": kw.pop("category", LAB),
+        "code": MITRAGYNINE,
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": kw.pop("effective", "2026-05-20"),
+        **value,
+        **kw,
+    }
+    if interpretation:
+        obs["interpretation"] = [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": interpretation,
+                    }
+                ]
+            }
+        ]
+    return obs
+
+
+@pytest.mark.parametrize(
+    ("value", "interpretation", "positive"),
+    [
+        ({"valueQuantity": {"value": 40, "unit": "ng/mL"}}, None, True),
+        ({"valueQuantity": {"value": 40, "unit": "ng/mL"}}, "N", False),  # flag wins over the number
+        ({"valueQuantity": {"value": 1, "comparator": "<", "unit": "ng/mL"}}, None, False),
+        ({"valueQuantity": {"value": 0, "unit": "ng/mL"}}, None, False),
+        ({"valueQuantity": {"value": 3, "unit": "ng/mL"}}, "POS", True),
+        ({"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]}}, None, True),
+        (
+            {"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}},
+            None,
+            False,
+        ),
+        ({"valueCodeableConcept": {"text": "Not detected"}}, None, False),
+        ({"valueString": "DETECTED (confirmed by LC-MS/MS)"}, None, True),
+        ({"valueString": "see report"}, None, False),  # unreadable: not evidence either way
+        ({}, "DET", True),
+        ({}, None, False),
+    ],
+)
+def test_positive_kratom_lab_result_is_exposure_evidence(
+    evaluate: Evaluate, value: dict[str, Any], interpretation: str | None, positive: bool
+) -> None:
+    assert interacts(evaluate, lab(value, interpretation), sertraline()) is positive
+
+
+def test_lab_result_timing_status_and_category(evaluate: Evaluate) -> None:
+    positive = {"valueQuantity": {"value": 40, "unit": "ng/mL"}}
+    assert not interacts(evaluate, lab(positive, effective="2025-12-01"), sertraline())  # outside P90D
+    assert not interacts(evaluate, lab(positive, status="entered-in-error"), sertraline())
+    vitals = [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}
+    ]
+    assert not interacts(evaluate, lab(positive, category=vitals), sertraline())
+    assert interacts(evaluate, lab(positive, category=[]), sertraline())  # uncategorised lab feeds

@@ -127,6 +127,18 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     ),
     ("template unbalanced brace", {"rule": r('in use"', 'in use }"')}, "CPR-E032", "demo.rule.yaml:24:12"),
     (
+        "template unknown fallback criterion",
+        {"rule": r("{drug_use.medication}", "{drug_use.medication | drugs.medication}")},
+        "CPR-E032",
+        "demo.rule.yaml:24:12",
+    ),
+    (
+        "template empty fallback",
+        {"rule": r("{drug_use.medication}", "{drug_use.medication | }")},
+        "CPR-E032",
+        "demo.rule.yaml:24:12",
+    ),
+    (
         "summary too long in the worst case",
         {"rule": r('"Drug {drug_use.medication} in use"', '"' + "Long text " * 8 + '{drug_use.medications} in use"')},
         "CPR-E033",

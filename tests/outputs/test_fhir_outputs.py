@@ -65,7 +65,11 @@ def test_no_activity_means_no_care_plan(engine: Engine) -> None:
     result = engine.evaluate(Path("fhir_examples/two-patients-social-history.json"), now=NOW).patient("Patient/p5b")
     assert result is not None and result.findings
     only_kratom = engine.evaluate(
-        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient", "id": "x"}}]},
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": {"resourceType": "Patient", "id": "x"}}],
+        },
         now=NOW,
     )[0]
     assert only_kratom.findings == () and only_kratom.care_plan is None and only_kratom.to_dict()["carePlan"] is None

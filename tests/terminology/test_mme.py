@@ -26,7 +26,16 @@ def exposure(display: str, *doses: DoseFact) -> MedicationExposure:
         (CodingFact(RXNORM, "999", display, "c"),), (TextField("t", display, normalize_text(display)),)
     )
     return MedicationExposure(
-        "MedicationRequest/r", "MedicationRequest", "request", "active", None, True, None, None, None, concept,
+        "MedicationRequest/r",
+        "MedicationRequest",
+        "request",
+        "active",
+        None,
+        True,
+        None,
+        None,
+        None,
+        concept,
         doses=doses,
     )
 

@@ -177,3 +177,39 @@ def test_prefix_match_for_code_families() -> None:
     for code in ("F3", "F34.1", "F10.20"):
         matches, _ = vs.match_codings([CodingFact("http://hl7.org/fhir/sid/icd-10-cm", code, None, "code")])
         assert not matches, code
+
+
+def _vs(vs_id: str, **body: object) -> ValueSetModel:
+    return ValueSetModel.model_validate(
+        {"apiVersion": "careplan-rules/v1", "kind": "ValueSet", "id": vs_id, "version": "1", "title": vs_id, **body}
+    )
+
+
+def test_exclusions_of_an_included_set_do_not_veto_its_siblings() -> None:
+    # the 7-OH product set vetoes lab test names; the kratom set that includes it must still
+    # match "KRATOM SCREEN, URINE" through its own synonyms
+    products = _vs("seven-oh", text={"strong": ["7-hydroxymitragynine"], "exclude": ["urine"]})
+    kratom = _vs("kratom", include=[{"valueset": "seven-oh"}], text={"strong": ["kratom"]})
+    reg = ValueSetRegistry("test", {"seven-oh": products, "kratom": kratom}, IngredientMap())
+    matches, _ = reg.get("kratom").match_medication(concept(text="KRATOM SCREEN, URINE"))
+    assert [(m.matched_by, m.name) for m in matches] == [("text", "kratom")]
+    matches, rejections = reg.get("kratom").match_medication(concept(text="7-hydroxymitragynine, urine"))
+    assert matches == [] and any("urine" in r.reason for r in rejections)
+
+
+def test_exclusions_of_an_including_set_apply_to_what_it_includes() -> None:
+    opioids = _vs(
+        "op",
+        include=[{"system": RXNORM, "level": "ingredient", "concepts": [{"code": "1819", "display": "buprenorphine"}]}],
+    )
+    analgesic = _vs(
+        "analgesic-opioids",
+        include=[{"valueset": "op"}],
+        exclude=[{"system": RXNORM, "codes": ["1819"]}],
+        text={"exclude": ["sublingual film"]},
+    )
+    reg = ValueSetRegistry("test", {"op": opioids, "analgesic-opioids": analgesic}, IngredientMap())
+    assert reg.get("analgesic-opioids").match_medication(concept(coding("1819")))[0] == []
+    assert reg.get("analgesic-opioids").match_medication(concept(text="buprenorphine sublingual film"))[0] == []
+    # the included set itself is unchanged
+    assert [m.name for m in reg.get("op").match_medication(concept(coding("1819")))[0]] == ["buprenorphine"]

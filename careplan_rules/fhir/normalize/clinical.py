@@ -5,7 +5,10 @@ Kratom is often documented outside the medication list: a social-history or surv
 become *reported* exposures so the medication rules see them, but only from what the patient
 reports or the clinician diagnosed: the value of a social-history/survey Observation and the
 code of a Condition. The code of a lab Observation ("Mitragynine [Presence] in Urine") is
-not a report of use; its result is (and is left to observation criteria).
+not a report of use, but a *positive* result is evidence of exposure: a positive laboratory
+result becomes a ``lab-result`` exposure whose concept is the test code, so a value set that
+lists the test (kratom includes kratom-lab-tests) matches it. Negative, below-cutoff and
+uninterpretable results never become exposures; a negative test does not rule use out either.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ from careplan_rules.fhir.normalize.common import (
 
 REPORT_CATEGORIES = {"social-history", "survey"}
 NEVER_OBSERVATION = {"entered-in-error", "cancelled"}
+LAB_CATEGORY = "laboratory"
+# v3-ObservationInterpretation: positive / detected / abnormal (a drug screen flags presence as
+# abnormal or high) versus negative / not detected / normal / below the low limit
+POSITIVE_INTERPRETATIONS = {"POS", "DET", "A", "AA", "H", "HH", "HU", ">"}
+NEGATIVE_INTERPRETATIONS = {"NEG", "ND", "N", "L", "LL", "LU", "<"}
+# SNOMED CT qualifiers labs send as valueCodeableConcept
+POSITIVE_RESULT_CODES = {"10828004", "260373001", "52101004"}  # Positive, Detected, Present
+NEGATIVE_RESULT_CODES = {"260385009", "260415000", "2667000"}  # Negative, Not detected, Absent
+NEGATIVE_WORDS = ("negative", "not detected", "none detected", "undetected", "absent", "not present", "below cutoff")
+POSITIVE_WORDS = ("positive", "detected", "present", "reactive")
 
 
 def condition_from(ctx: Context) -> ConditionFact:
@@ -150,6 +163,64 @@ def observation_exposure(ctx: Context, fact: ObservationFact) -> MedicationExpos
         medication=MedicationConcept(value.codings, value.texts, (), "reported"),
         notes=notes(ctx.entry.resource),
     )
+
+
+def lab_result_exposure(ctx: Context, fact: ObservationFact) -> MedicationExposure | None:
+    """A positive laboratory result as evidence of exposure to what it tested for."""
+    if fact.categories and LAB_CATEGORY not in fact.categories:
+        return None
+    if not fact.codings and not fact.texts:
+        return None
+    if _lab_result(ctx.entry.resource) is not True:
+        return None
+    return MedicationExposure(
+        ref=fact.ref,
+        resource_type="Observation",
+        kind="lab-result",
+        status=fact.status,
+        excluded_reason=fact.excluded_reason,
+        ongoing=False,  # a specimen shows recent use only; it counts within the rule's lookback
+        start=fact.effective,
+        end=fact.effective,
+        recorded=fact.effective,
+        medication=MedicationConcept(fact.codings, fact.texts, (), "lab-result"),
+        notes=notes(ctx.entry.resource),
+    )
+
+
+def _lab_result(r: dict[str, Any]) -> bool | None:
+    """True for a positive result, False for a negative one, None when it cannot be read.
+
+    The interpretation wins over the value: labs report quantitative confirmations below the
+    cutoff with a number and an "N"/"NEG" flag.
+    """
+    flags = {code.upper() for cc in r.get("interpretation") or [] for code in codes_of(cc)}
+    if flags & NEGATIVE_INTERPRETATIONS:
+        return False
+    if flags & POSITIVE_INTERPRETATIONS:
+        return True
+    quantity = r.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        if quantity.get("comparator") in ("<", "<="):
+            return False
+        return bool(quantity["value"] > 0)
+    concept = r.get("valueCodeableConcept")
+    codes = set(codes_of(concept))
+    if codes & NEGATIVE_RESULT_CODES:
+        return False
+    if codes & POSITIVE_RESULT_CODES:
+        return True
+    words = [r.get("valueString")]
+    if isinstance(concept, dict):
+        words += [concept.get("text"), *(c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict))]
+    for word in words:
+        if isinstance(word, str):
+            low = word.lower()
+            if any(w in low for w in NEGATIVE_WORDS):
+                return False
+            if any(w in low for w in POSITIVE_WORDS):
+                return True
+    return None
 
 
 def careplan_from(ctx: Context) -> CarePlanFact:

@@ -16,6 +16,7 @@ from careplan_rules.fhir.normalize.clinical import (
     careplan_from,
     condition_exposure,
     condition_from,
+    lab_result_exposure,
     observation_exposure,
     observation_from,
     patient_from,
@@ -60,9 +61,9 @@ def build_record(
         elif rt == "Observation":
             obs = observation_from(ctx)
             observations.append(obs)
-            reported = observation_exposure(ctx, obs)
-            if reported is not None:
-                exposures.append(reported)
+            for exposure in (observation_exposure(ctx, obs), lab_result_exposure(ctx, obs)):
+                if exposure is not None:
+                    exposures.append(exposure)
         elif rt == "CarePlan":
             care_plans.append(careplan_from(ctx))
             reviews.extend(reviews_from(ctx))
