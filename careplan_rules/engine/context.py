@@ -26,11 +26,11 @@ class EvalContext:
     registry: ValueSetRegistry
     trace: bool = False
     outcomes: dict[str, RuleOutcome] = field(default_factory=dict)
-    _medication_cache: dict[tuple[str, str], MatchPair] = field(default_factory=dict)
+    _medication_cache: dict[tuple[str, str, str], MatchPair] = field(default_factory=dict)
     _code_cache: dict[tuple[str, str, str], MatchPair] = field(default_factory=dict)
 
     def medication_matches(self, vs: CompiledValueSet, exposure: MedicationExposure) -> MatchPair:
-        key = (vs.id, exposure.ref)
+        key = (vs.id, exposure.ref, exposure.kind)  # one Observation may be a report and a lab result
         hit = self._medication_cache.get(key)
         if hit is None:
             hit = vs.match_medication(exposure.medication, exposure.notes)

@@ -261,3 +261,10 @@ def test_lab_result_timing_status_and_category(evaluate: Evaluate) -> None:
     ]
     assert not interacts(evaluate, lab(positive, category=vitals), sertraline())
     assert interacts(evaluate, lab(positive, category=[]), sertraline())  # uncategorised lab feeds
+
+
+def test_one_observation_can_be_both_a_report_and_a_lab_result(evaluate: Evaluate) -> None:
+    # an uncategorised result is read both ways; the two readings must not share a match cache
+    uncategorised = lab({"valueString": "POSITIVE"}, category=None)
+    del uncategorised["category"]
+    assert interacts(evaluate, uncategorised, sertraline())
