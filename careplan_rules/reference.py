@@ -162,9 +162,12 @@ def _criterion_text(c: Criterion) -> str:
             parts.append(f"started within {e.started_within}")
         text = "; ".join(parts)
     elif c.condition is not None:
-        text = f"condition in {_vs(c.condition.code)} ({c.condition.status})"
-        if c.condition.lookback:
-            text += f", recorded within {c.condition.lookback}"
+        cond = c.condition
+        if cond.status == "active":
+            resolved = f", or resolved within {cond.lookback}" if cond.lookback else ""
+            text = f"condition in {_vs(cond.code)}, active{resolved}"
+        else:
+            text = f"condition in {_vs(cond.code)}, any clinical status"
     elif c.observation is not None:
         o = c.observation
         text = f"{'latest ' if o.latest else ''}observation in {_vs(o.code)}"

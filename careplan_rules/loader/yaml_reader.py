@@ -131,7 +131,7 @@ def read_yaml_text(text: str, name: str) -> tuple[YamlDocument | None, list[Diag
             )
         ]
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -168,6 +168,12 @@ def read_yaml_text(text: str, name: str) -> tuple[YamlDocument | None, list[Diag
         mark = exc.node.start_mark
         return None, [_diag(exc.code, exc.message, name, mark.line + 1, mark.column + 1)]
     return doc, builder.diagnostics
+
+
+# libyaml's composer is ~15x faster than PyYAML's pure-Python one (the bundled pack's 46 files:
+# 8 s -> 0.5 s) and reports the same line/column marks; PyYAML wheels ship it on every platform
+# we support, the pure-Python loader is the fallback for source builds without libyaml.
+_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Builder:
