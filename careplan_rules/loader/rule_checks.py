@@ -93,7 +93,9 @@ class RuleCheck:
             "CPR-E010",
             f"criterion {name!r} is not defined in this rule",
             path,
-            hint=f"did you mean {guess!r}?" if guess else f"defined: {', '.join(self.rule.criteria)}",
+            hint=f"did you mean {guess!r}?"
+            if guess
+            else (f"defined: {', '.join(self.rule.criteria)}" if self.rule.criteria else "'criteria' is empty"),
         )
         return False
 
