@@ -151,6 +151,9 @@ class Engine:
         self.packs: tuple[Pack, ...] = tuple(packs)
         self.ruleset: RuleSet = compile_packs(self.packs, params=params, include_draft=include_draft, only=only)
         self.backend: Backend = _backend(backend)
+        prepare = getattr(self.backend, "prepare", None)
+        if callable(prepare):  # a backend that compiles ahead (durable) rejects rules it cannot run here
+            prepare(self.ruleset)
         self._read_types = self.ruleset.read_types
 
     @classmethod
