@@ -1,0 +1,347 @@
+"""Benchmark: the CDS Hooks service under concurrent load, on loopback.
+
+usage: python benchmarks/bench_service.py [--requests N] [--concurrency C] [--entries E]
+                                          [--workers W] [--auth] [--port P]
+
+Starts ``careplan-rules serve`` (uvicorn) in a child process on 127.0.0.1, with
+``--insecure-no-auth`` or, with ``--auth``, a freshly generated ES384 key that the client signs
+every call with (tokens are minted before the timed run, so the client's signing cost is not
+counted). The request is a patient-view call whose prefetch holds about ``--entries`` resources
+(kratom, a serotonergic drug, other medications, observations and conditions of one patient),
+each call with its own hookInstance. Figures printed, all from this run:
+
+* in-process engine time for the same data (``Engine.evaluate_document``): the floor;
+* sequential latency (1 client): engine + HTTP + request checks + card building + SQLite;
+* latency p50/p90/p99/max and requests/s with ``--concurrency`` clients (async httpx) for a
+  bounded number of requests, and p99 against the 50 ms target;
+* the server's CPU time per request (from /proc, so it does not depend on how much CPU other
+  processes took meanwhile) against the engine's CPU time: the service's own overhead.
+
+The client runs on the same machine and takes CPU from the server; the machine may deliver
+less than its nominal cores (research/fhir-perf-scale.md caveat), so compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from careplan_rules import Engine  # noqa: E402
+from careplan_rules.fhir.reader import parse_data  # noqa: E402
+from careplan_rules.service.prefetch import templates_for  # noqa: E402
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+SERVICE = "careplan-rules-patient-view"
+TARGET_P99_MS = 50.0
+
+
+def _med(kind: str, rid: str, concept: dict[str, Any], status: str = "active") -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": kind,
+        "id": rid,
+        "status": status,
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": concept,
+    }
+    if kind == "MedicationRequest":
+        resource.update({"intent": "order", "authoredOn": "2026-04-01"})
+    else:
+        resource["effectiveDateTime"] = "2026-05-01"
+    return resource
+
+
+def synthetic_record(entries: int) -> list[dict[str, Any]]:
+    """One patient's record of about ``entries`` resources, with kratom + sertraline in it."""
+    out: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1984-03-12"},
+        _med("MedicationStatement", "k1", {"text": "Kratom powder, 3 g daily"}),
+        _med(
+            "MedicationRequest",
+            "s1",
+            {"coding": [{"system": RXNORM, "code": "328670", "display": "Sertraline 100 MG"}]},
+        ),
+    ]
+    others = (("29046", "lisinopril"), ("6809", "metformin"), ("83367", "atorvastatin"), ("17767", "amlodipine"))
+    i = 0
+    while len(out) < entries:
+        code, name = others[i % len(others)]
+        kind = i % 4
+        if kind == 0:
+            out.append(
+                _med(
+                    "MedicationRequest",
+                    f"m{i}",
+                    {"coding": [{"system": RXNORM, "code": code, "display": name}]},
+                    "active" if i % 3 else "completed",
+                )
+            )
+        elif kind in (1, 2):
+            out.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"o{i}",
+                    "status": "final",
+                    "code": {"coding": [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}]},
+                    "subject": {"reference": "Patient/p1"},
+                    "effectiveDateTime": "2026-05-01T10:00:00Z",
+                    "valueQuantity": {"value": 60 + i % 40, "unit": "/min"},
+                }
+            )
+        else:
+            out.append(
+                {
+                    "resourceType": "Condition",
+                    "id": f"c{i}",
+                    "clinicalStatus": {
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                        ]
+                    },
+                    "code": {"coding": [{"system": SNOMED, "code": "38341003", "display": "Hypertension"}]},
+                    "subject": {"reference": "Patient/p1"},
+                }
+            )
+        i += 1
+    return out
+
+
+def prefetch_for(engine: Engine, record: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record split over the service's prefetch keys, as a client would send it."""
+    out: dict[str, Any] = {}
+    for template in templates_for(engine.ruleset.read_types):
+        found = [r for r in record if r["resourceType"] == template.resource_type]
+        if template.is_read:
+            out[template.key] = found[0] if found else None
+        else:
+            out[template.key] = {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": len(found),
+                "entry": [
+                    {"fullUrl": f"https://ehr.example.org/fhir/{r['resourceType']}/{r['id']}", "resource": r}
+                    for r in found
+                ],
+            }
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc (Linux; 0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
+        if int(entry.name) == pid or ppid == pid:
+            total += (utime + stime) / tick
+    return total
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+class Signer:
+    """Mints ES384 client JWTs with a generated key (the private key never leaves this process)."""
+
+    def __init__(self, base: str, folder: Path) -> None:
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from jwt.algorithms import ECAlgorithm
+
+        self._jwt = jwt
+        self._key = ec.generate_private_key(ec.SECP384R1())
+        public = json.loads(ECAlgorithm.to_jwk(self._key.public_key()))
+        public.update({"kid": "bench", "alg": "ES384"})
+        (folder / "jwks.json").write_text(json.dumps({"keys": [public]}))
+        self.aud = f"{base}/cds-services/{SERVICE}"
+
+    def token(self) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": "https://bench.example",
+            "aud": self.aud,
+            "iat": now,
+            "exp": now + 600,
+            "jti": str(uuid.uuid4()),
+        }
+        token: str = self._jwt.encode(claims, self._key, algorithm="ES384", headers={"kid": "bench", "typ": "JWT"})
+        return token
+
+
+def start_service(folder: Path, port: int, workers: int, auth: bool) -> subprocess.Popen[bytes]:
+    config = folder / "service.yaml"
+    lines = [f"public_url: http://127.0.0.1:{port}", "feedback: {database: feedback.sqlite3}", "log_level: warning"]
+    if auth:
+        lines += ["auth:", "  issuers:", "    - iss: https://bench.example", "      jwks_file: jwks.json"]
+    config.write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "careplan_rules.cli.main", "serve", "--config", str(config)]
+    command += ["--port", str(port), "--workers", str(workers)]
+    if not auth:
+        command.append("--insecure-no-auth")
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the service exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("the service did not start in time")
+
+
+async def drive(
+    base: str, bodies: list[bytes], tokens: list[str | None], concurrency: int
+) -> tuple[list[float], float]:
+    """Send every body, ``concurrency`` at a time; latencies in ms and the wall time in s."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(bodies)):
+        queue.put_nowait(i)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            headers = {"content-type": "application/json"}
+            if tokens[i] is not None:
+                headers["authorization"] = f"Bearer {tokens[i]}"
+            started = time.perf_counter()
+            response = await http.post(f"/cds-services/{SERVICE}", content=bodies[i], headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200 or not response.json()["cards"]:
+                raise SystemExit(f"unexpected answer {response.status_code}: {response.text[:300]}")
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return latencies, wall
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400, help="timed concurrent requests (default 400)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--entries", type=int, default=100, help="resources in the prefetch (default 100)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    parser.add_argument("--auth", action="store_true", help="verify an ES384 JWT on every call")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    engine = Engine.default()
+    record = synthetic_record(args.entries)
+    prefetch = prefetch_for(engine, record)
+    entries = sum(
+        len(v.get("entry", [])) if v and v["resourceType"] == "Bundle" else int(v is not None)
+        for v in prefetch.values()
+    )
+
+    # floor: the engine alone, in this process, on the same data
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in record]}
+    now = datetime.now(UTC).replace(microsecond=0)
+    for _ in range(5):
+        engine.evaluate_document(parse_data(bundle, "bench"), now)
+    engine_ms = []
+    cpu_started = time.process_time()
+    for _ in range(50):
+        started = time.perf_counter()
+        engine.evaluate_document(parse_data(bundle, "bench"), now)
+        engine_ms.append((time.perf_counter() - started) * 1000)
+    engine_cpu_ms = (time.process_time() - cpu_started) / 50 * 1000
+
+    port = args.port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        signer = Signer(base, folder) if args.auth else None
+        process = start_service(folder, port, args.workers, args.auth)
+        try:
+            wait_until_up(base, process)
+            template = {
+                "hook": "patient-view",
+                "context": {"userId": "Practitioner/bench", "patientId": "p1"},
+                "prefetch": prefetch,
+            }
+            total = args.requests + 60
+
+            def body(i: int) -> bytes:
+                return json.dumps({**template, "hookInstance": str(uuid.UUID(int=i + 1))}).encode()
+
+            bodies = [body(i) for i in range(total)]
+            tokens = [signer.token() if signer else None for _ in range(total)]
+            asyncio.run(drive(base, bodies[:20], tokens[:20], args.concurrency))  # warm-up
+            sequential, _ = asyncio.run(drive(base, bodies[20:60], tokens[20:60], 1))
+            cpu_before = cpu_seconds(process.pid)
+            latencies, wall = asyncio.run(drive(base, bodies[60:], tokens[60:], args.concurrency))
+            server_cpu_ms = (cpu_seconds(process.pid) - cpu_before) / len(latencies) * 1000
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    p50, p90, p99 = (percentile(latencies, p) for p in (50, 90, 99))
+    seq50 = statistics.median(sequential)
+    eng50 = statistics.median(engine_ms)
+    auth = "ES384 JWT" if args.auth else "off"
+    print(f"machine: {os.cpu_count()} CPUs; service: uvicorn, {args.workers} worker(s), auth {auth}")
+    print(f"request: patient-view, {entries} prefetched resources, {len(bodies[0]) / 1024:.0f} KiB body")
+    print(f"in-process engine (evaluate_document), median of 50: {eng50:.1f} ms wall, {engine_cpu_ms:.1f} ms CPU")
+    print(f"sequential (1 client), median of 40:                {seq50:.1f} ms  ({seq50 / eng50:.2f}x the engine)")
+    print(f"{args.concurrency} concurrent clients, {len(latencies)} requests:")
+    print(f"  p50 {p50:.1f} ms   p90 {p90:.1f} ms   p99 {p99:.1f} ms   max {max(latencies):.1f} ms")
+    print(f"  throughput {len(latencies) / wall:.1f} requests/s   ({wall:.1f} s wall)")
+    print(f"  p99 / {TARGET_P99_MS:.0f} ms target: {p99 / TARGET_P99_MS:.2f}")
+    print(
+        f"  server CPU per request: {server_cpu_ms:.1f} ms ({server_cpu_ms / engine_cpu_ms:.2f}x the engine's CPU); "
+        f"lower bound on p50 with {args.concurrency} in flight on {os.cpu_count()} cores: "
+        f"{args.concurrency * server_cpu_ms / (os.cpu_count() or 1):.0f} ms"
+    )
+    print(f"  service capacity bound: {1000 / seq50:.1f} requests/s per busy core (1000 / sequential median)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""HTTP edges of the service: reading a JSON body safely, CORS, and the last-resort 500.
+
+* :func:`read_json` enforces the content type (415), the size limit while streaming, so a
+  client cannot make the service buffer more than ``max_request_bytes`` (413), and JSON syntax
+  (400, with line and column).
+* :class:`SafetyNetMiddleware` turns an unexpected exception into a 500 OperationOutcome and
+  logs only the exception type and code location: an exception *message* may quote data.
+* :class:`OutcomeCORSMiddleware` is Starlette's CORS with an origin allowlist whose refused
+  preflights also answer with an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from careplan_rules.service.errors import Issue, ServiceError, operation_outcome
+
+log = logging.getLogger("careplan_rules.service")
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The parsed JSON body.
+
+    Raises:
+        ServiceError: 415 (not JSON), 413 (too large), 400 (empty or malformed).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # a missing Content-Type is tolerated (curl, some clients); a declared non-JSON type is not
+    if media and media not in JSON_TYPES and not media.endswith("+json"):
+        raise ServiceError.single(415, "not-supported", f"the request body must be JSON (got {media})")
+    too_large = ServiceError.single(413, "too-long", f"the request body is larger than {max_bytes} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ServiceError.single(400, "required", "the request body is empty; a JSON object is expected")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ServiceError.single(
+            400, "structure", f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ServiceError.single(400, "structure", "the request body is not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise ServiceError.single(400, "structure", f"malformed JSON: {message}") from None
+
+
+def outcome_response(status: int, issues: tuple[Issue, ...], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(operation_outcome(issues), status_code=status, headers=headers)
+
+
+class SafetyNetMiddleware:
+    """Last resort: a 500 OperationOutcome for any exception nothing else handled."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames[-4:]))
+            log.error(
+                "internal error %s at %s (message withheld: it may quote request data)", type(exc).__name__, where
+            )
+            if started:
+                raise
+            response = outcome_response(
+                500, (Issue("exception", "internal error in the CDS service; the request was not processed"),)
+            )
+            await response(scope, receive, send)
+
+
+class OutcomeCORSMiddleware(CORSMiddleware):
+    """CORS with an origin allowlist; a refused preflight gets an OperationOutcome body."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        reason = response.body.decode("utf-8", "replace") if isinstance(response.body, bytes) else "refused"
+        return outcome_response(
+            response.status_code, (Issue("security", f"CORS preflight refused: {reason}"),), headers=headers
+        )
