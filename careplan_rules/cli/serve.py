@@ -27,6 +27,11 @@ HINT = "careplan-rules serve needs the service extra: pip install 'careplan-rule
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML configuration file.")
 @click.option("--workers", type=int, help="Worker processes (default 1, or the config's workers).")
 @click.option(
+    "--backend",
+    type=click.Choice(["python", "durable"]),
+    help="Evaluation backend (default python, or the config's backend); durable runs crash-isolated.",
+)
+@click.option(
     "--insecure-no-auth",
     is_flag=True,
     help="Accept calls without a client JWT. Local development only; logs a warning.",
@@ -38,6 +43,7 @@ def command(
     rules: tuple[str, ...],
     config_file: str | None,
     workers: int | None,
+    backend: str | None,
     insecure_no_auth: bool,
 ) -> None:
     """Serve the rules as a CDS Hooks service (patient-view, order-select, order-sign).
@@ -57,6 +63,7 @@ def command(
         host=host,
         port=port,
         workers=workers,
+        backend=backend,
         rules=[str(Path(r)) for r in rules] or None,
         insecure_no_auth=insecure_no_auth or None,
     )

@@ -53,6 +53,18 @@ INSECURE_WARNING = (
 )
 
 
+def _engine(config: ServiceConfig) -> Engine:
+    """The service's engine; durable_rules runs isolated so a crash fails one request, not the service."""
+    if config.backend == "durable":
+        from careplan_rules.engine.backends.durable import DurableBackend
+
+        backend = DurableBackend(isolated=True, workers=config.durable_workers)
+        if config.rules:
+            return Engine.from_paths(*config.rules, backend=backend)
+        return Engine.default(backend=backend)
+    return Engine.from_paths(*config.rules) if config.rules else Engine.default()
+
+
 class _State:
     """What the routes share (one per app)."""
 
@@ -128,7 +140,7 @@ def create_app(
     config.check_startable()
     for issuer in config.auth.issuers if not config.auth.insecure_no_auth else ():
         load_issuer_keys(issuer)  # a bad JWKS file fails here, before anything is created on disk
-    engine = engine or (Engine.from_paths(*config.rules) if config.rules else Engine.default())
+    engine = engine or _engine(config)
     store = store or FeedbackStore(config.feedback.database)
     verifier = None if config.auth.insecure_no_auth else JwtVerifier(config.auth, store, None, clock)
     state = _State(config, engine, store, verifier, clock)

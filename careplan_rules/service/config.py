@@ -106,6 +106,11 @@ class ServiceConfig(_Settings):
         description="base URL clients call (e.g. https://cds.example.org); JWT 'aud' is checked against it",
     )
     rules: list[Path] = Field(default_factory=list, description="rule pack folders; empty = the bundled pack")
+    backend: Literal["python", "durable"] = Field(
+        default="python",
+        description="evaluation backend; durable runs in crash-isolated worker processes (docs/backends.md)",
+    )
+    durable_workers: int = Field(default=2, ge=1, le=64, description="worker processes of the durable backend")
     service_ids: dict[str, str] = Field(default_factory=dict, description="hook -> service id overrides")
     hooks: list[Literal["patient-view", "order-select", "order-sign"]] = Field(
         default_factory=lambda: list(HOOKS)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from careplan_rules.engine.backends.durable import import_problem
+from careplan_rules.service.app import _engine as service_engine
 from tests.factories import (
     bundle,
     external,
@@ -20,7 +22,17 @@ from tests.factories import (
     rx,
     sertraline,
 )
-from tests.service.helpers import OSEL, OSIGN, PV, Client, FhirStub, assert_valid_response, running, start
+from tests.service.helpers import (
+    OSEL,
+    OSIGN,
+    PV,
+    Client,
+    FhirStub,
+    assert_valid_response,
+    make_config,
+    running,
+    start,
+)
 
 Body = Callable[..., dict[str, Any]]
 
@@ -290,3 +302,18 @@ def test_naloxone_is_proposed_as_a_draft_order(client: Client, pv_body: Body, pv
     assert action["type"] == "create" and action["resource"]["resourceType"] == "MedicationRequest"
     assert action["resource"]["status"] == "draft" and action["resource"]["subject"] == {"reference": "Patient/p1"}
     assert action["resource"]["medicationCodeableConcept"]["coding"][0]["display"] == "naloxone"
+
+
+@pytest.mark.durable
+@pytest.mark.skipif(import_problem() is not None, reason=str(import_problem()))
+def test_durable_backend_serves_the_same_cards_crash_isolated(
+    tmp_path: Path, client: Client, pv_body: Body, pv_url: str
+) -> None:
+    config = make_config(tmp_path, backend="durable", durable_workers=1, auth={"insecure_no_auth": True})
+    engine = service_engine(config)
+    assert engine.backend.name == "durable" and getattr(engine.backend, "isolated", False)
+    expected = client.post(pv_url, json=pv_body()).json()
+    with running(start(tmp_path / "durable", backend="durable", durable_workers=1)) as durable:
+        response = durable.post(pv_url, json=pv_body())
+    assert response.status_code == 200, response.text
+    assert rules_of(response.json()) == rules_of(expected)
