@@ -42,29 +42,21 @@ _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d
 _QUANTITY = re.compile(r"^\s*(?P<value>-?\d+(?:\.\d+)?)\s*(?P<unit>\S.*?)?\s*$")
 _REFERENCE = re.compile(r"^(?:[A-Z][A-Za-z]+/[A-Za-z0-9\-.]+|#[A-Za-z0-9\-.]+|urn:uuid:[0-9a-fA-F\-]+)$")
 
+_R4_STATUS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "MedicationStatement": {"status": "active"},
+    "MedicationRequest": {"status": "active", "intent": "order"},
+    "MedicationDispense": {"status": "completed"},
+    "MedicationAdministration": {"status": "completed"},
+    "Observation": {"status": "final"},
+    "Procedure": {"status": "completed"},
+    "Task": {"status": "completed", "intent": "order"},
+    "CarePlan": {"status": "active", "intent": "plan"},
+    "DetectedIssue": {"status": "final"},
+}
 STATUS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "R4": {
-        "MedicationStatement": {"status": "active"},
-        "MedicationRequest": {"status": "active", "intent": "order"},
-        "MedicationDispense": {"status": "completed"},
-        "MedicationAdministration": {"status": "completed"},
-        "Observation": {"status": "final"},
-        "Procedure": {"status": "completed"},
-        "Task": {"status": "completed", "intent": "order"},
-        "CarePlan": {"status": "active", "intent": "plan"},
-        "DetectedIssue": {"status": "final"},
-    },
-    "R5": {
-        "MedicationStatement": {"status": "recorded"},
-        "MedicationRequest": {"status": "active", "intent": "order"},
-        "MedicationDispense": {"status": "completed"},
-        "MedicationAdministration": {"status": "completed"},
-        "Observation": {"status": "final"},
-        "Procedure": {"status": "completed"},
-        "Task": {"status": "completed", "intent": "order"},
-        "CarePlan": {"status": "active", "intent": "plan"},
-        "DetectedIssue": {"status": "final"},
-    },
+    "R4": _R4_STATUS_DEFAULTS,
+    # R5 renamed the statement statuses: "recorded" is the plain "this is what the patient takes"
+    "R5": {**_R4_STATUS_DEFAULTS, "MedicationStatement": {"status": "recorded"}},
 }
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 
