@@ -161,3 +161,19 @@ def test_docs_check_fails_on_a_stale_file(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "out of date" in result.output
     assert CliRunner().invoke(cli, ["docs", pack, "-o", str(stale)]).exit_code == 0
     assert CliRunner().invoke(cli, ["docs", pack, "-o", str(stale), "--check"]).exit_code == 0
+
+
+# --- every relative link in the README and docs/ points at a file of the repository -------
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+def test_relative_links_resolve(page: Path) -> None:
+    missing = []
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        if not (page.parent / target).resolve().exists():
+            missing.append(target)
+    assert not missing, f"{page.name} links to missing files: {missing}"
