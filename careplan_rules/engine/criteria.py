@@ -8,7 +8,7 @@ looked at and rejected is kept with the reason, which is what ``explain`` shows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -104,11 +104,24 @@ class ExposureCriterion:
     mme_table: MmeTable | None = None
     started_within: Duration | None = None
     kind: str = "exposure"
+    # everything the outcome depends on but the name: rules that share the criterion share
+    # its result (the MME table by identity: one per pack, and not hashable)
+    shared_key: tuple[object, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (self.kind, self.valueset, self.sources, self.lookback, id(self.mme_table), self.started_within)
+        object.__setattr__(self, "shared_key", key)
 
     def depends_on(self) -> tuple[str, ...]:
         return ()
 
     def evaluate(self, ctx: EvalContext, results: Results) -> CriterionResult:
+        shared = ctx.shared_results.get(self.shared_key)
+        if shared is None:
+            shared = ctx.shared_results[self.shared_key] = self._evaluate(ctx)
+        return CriterionResult(self.name, self.kind, *shared)
+
+    def _evaluate(self, ctx: EvalContext) -> tuple[tuple[Match, ...], tuple[Rejected, ...]]:
         matches: list[Match] = []
         rejected: list[Rejected] = []
         for exp in ctx.record.exposures:
@@ -162,7 +175,7 @@ class ExposureCriterion:
                     note=note,
                 )
             )
-        return CriterionResult(self.name, self.kind, tuple(matches), tuple(rejected))
+        return tuple(matches), tuple(rejected)
 
     def _mme(self, exp: MedicationExposure, found: list[ConceptMatch]) -> tuple[float | None, str | None, str | None]:
         if not self.mme_table:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,12 @@ class Entry:
     path: str  # FHIR path of the resource: "Bundle.entry[3].resource", "MedicationStatement"
     full_url: str | None = None
     line: int | None = None  # NDJSON line
+    # read once: every step of the pipeline asks (about five times per resource)
+    resource_type: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def resource_type(self) -> str:
+    def __post_init__(self) -> None:
         rt = self.resource.get("resourceType")
-        return rt if isinstance(rt, str) else ""
+        object.__setattr__(self, "resource_type", rt if isinstance(rt, str) else "")
 
 
 @dataclass(frozen=True, slots=True)

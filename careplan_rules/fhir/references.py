@@ -30,6 +30,11 @@ _HISTORY = re.compile(r"/_history/[^/]+$")
 _REST = re.compile(r"^(?P<base>.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 
 
+def _without_history(url: str) -> str:
+    """The URL without a trailing ``/_history/n`` (the regex only when there may be one)."""
+    return _HISTORY.sub("", url) if "/_history/" in url else url
+
+
 @dataclass(frozen=True, slots=True)
 class Resolved:
     resource: dict[str, Any]
@@ -44,7 +49,7 @@ def canonical_ref(entry: Entry) -> str:
     if isinstance(rid, str) and rid:
         return f"{rt}/{rid}"
     if entry.full_url:
-        m = _REST.match(_HISTORY.sub("", entry.full_url))
+        m = _REST.match(_without_history(entry.full_url))
         if m:
             return f"{m['type']}/{m['id']}"
         if entry.full_url.startswith("urn:uuid:"):
@@ -61,12 +66,20 @@ class ReferenceIndex:
         self.by_full_url: dict[str, Entry] = {}
         self.by_type_id: dict[str, list[Entry]] = {}
         self.refs: dict[int, str] = {}
+        self._bases: dict[str, str | None] = {}
+        self._resolved: dict[tuple[str, str | None], Resolved | None] = {}
         for entry in entries:
             ref = canonical_ref(entry)
             self.refs[id(entry.resource)] = ref
             if entry.full_url:
-                self.by_full_url.setdefault(_HISTORY.sub("", entry.full_url), entry)
+                self.by_full_url.setdefault(_without_history(entry.full_url), entry)
             self.by_type_id.setdefault(ref, []).append(entry)
+
+    def _base_of(self, full_url: str) -> str | None:
+        """The server base of a RESTful fullUrl (``http://x/fhir/``), remembered per fullUrl."""
+        m = _REST.match(_without_history(full_url))
+        base = self._bases[full_url] = m["base"] if m else None
+        return base
 
     def ref_of(self, entry: Entry) -> str:
         return self.refs.get(id(entry.resource)) or canonical_ref(entry)
@@ -87,7 +100,20 @@ class ReferenceIndex:
                 if isinstance(item, dict) and item.get("id") == ref[1:]:
                     return Resolved(item, ref, True)
             return None
-        plain = _HISTORY.sub("", ref)
+        # every resource of a patient names the same Patient: resolve each (reference, base of
+        # the referring entry) once; nothing else of the referring entry matters here
+        entry_base = None
+        if from_entry is not None and from_entry.full_url:
+            url = from_entry.full_url
+            entry_base = self._bases[url] if url in self._bases else self._base_of(url)
+        try:
+            return self._resolved[ref, entry_base]
+        except KeyError:
+            found = self._resolved[ref, entry_base] = self._resolve_url(ref, entry_base)
+            return found
+
+    def _resolve_url(self, ref: str, entry_base: str | None) -> Resolved | None:
+        plain = _without_history(ref)
         hit = self.by_full_url.get(plain)
         if hit is not None:
             return Resolved(hit.resource, self.ref_of(hit), False, hit)
@@ -99,17 +125,15 @@ class ReferenceIndex:
         if not candidates:
             return None
         base = m["base"]
-        if base is None and from_entry is not None and from_entry.full_url:
-            fm = _REST.match(_HISTORY.sub("", from_entry.full_url))
-            if fm and fm["base"]:
-                exact = self.by_full_url.get(fm["base"] + key)
-                if exact is not None:
-                    return Resolved(exact.resource, self.ref_of(exact), False, exact)
+        if base is None and entry_base:
+            exact = self.by_full_url.get(entry_base + key)
+            if exact is not None:
+                return Resolved(exact.resource, self.ref_of(exact), False, exact)
         if base is not None:
             # an absolute reference resolves only to an entry from the same server (or one
             # without a RESTful fullUrl), never to a same-named resource of another server
             for c in candidates:
-                cm = _REST.match(_HISTORY.sub("", c.full_url or ""))
+                cm = _REST.match(_without_history(c.full_url or ""))
                 if cm is None or cm["base"] == base:
                     return Resolved(c.resource, self.ref_of(c), False, c)
             return None
@@ -125,7 +149,7 @@ class ReferenceIndex:
         ref = reference.get("reference") if isinstance(reference, dict) else reference
         if not isinstance(ref, str) or not ref:
             return None
-        m = _REST.match(_HISTORY.sub("", ref))
+        m = _REST.match(_without_history(ref))
         return f"{m['type']}/{m['id']}" if m else ref
 
     def target_type(
@@ -144,7 +168,7 @@ class ReferenceIndex:
         else:
             ref = reference
         if isinstance(ref, str):
-            m = _REST.match(_HISTORY.sub("", ref))
+            m = _REST.match(_without_history(ref))
             if m:
                 return m["type"]
         return None

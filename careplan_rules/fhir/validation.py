@@ -61,9 +61,9 @@ def _describe(err: Any) -> str:
 def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
     """Validate one resource; return one diagnostic per problem (empty when valid)."""
     rt = entry.resource_type
-    loc = SourceLocation(source, entry.line)
     cls = model_class(version, rt)
     if cls is None:
+        loc = SourceLocation(source, entry.line)
         legacy = LEGACY_TYPES.get(rt)
         release = "R4" if version in ("R4", "R4B") else "R5"
         why = f"it is a {legacy} resource" if legacy else "the release does not define it"
@@ -78,6 +78,7 @@ def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
     try:
         cls.model_validate(entry.resource)
     except ValidationError as exc:
+        loc = SourceLocation(source, entry.line)
         out = []
         for err in exc.errors(include_url=False)[:20]:
             path = fhir_path(entry.path, err.get("loc", ()))
@@ -93,5 +94,6 @@ def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
             )
         return out
     except (ValueError, TypeError) as exc:  # fhir_core raises plain errors for some shapes
+        loc = SourceLocation(source, entry.line)
         return [Diagnostic("CPR-F010", f"{entry.path}: {exc}", location=loc, path=entry.path)]
     return []

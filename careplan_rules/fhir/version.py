@@ -30,6 +30,8 @@ R5_ONLY_TYPES = {
     "ImagingSelection",
     "Permission",
 }
+# the only types whose shape :func:`signals` reads
+SIGNALLING_TYPES = frozenset({*MED_TYPES, "DetectedIssue", "Encounter", "CarePlan", "Procedure", *R5_ONLY_TYPES})
 LEGACY_TYPES = {
     "MedicationOrder": "DSTU2 (replaced by MedicationRequest)",
     "ProcedureRequest": "STU3 (replaced by ServiceRequest)",
@@ -99,6 +101,8 @@ class Detection:
 def detect_version(entries: Iterable[Entry]) -> Detection:
     first: dict[str, VersionSignal] = {}
     for entry in entries:
+        if entry.resource_type not in SIGNALLING_TYPES:
+            continue  # most resources (Observations, Conditions…) look the same in R4 and R5
         for sig in signals(entry):
             first.setdefault(sig.version, sig)
         if len(first) == 2:

@@ -9,6 +9,7 @@ referenced from ``activity.plannedActivityReference``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,10 @@ def _code(activity: ProposedActivity) -> dict[str, Any]:
 def _period(activity: ProposedActivity, now: datetime) -> dict[str, str] | None:
     if not activity.scheduled_within:
         return None
-    return {"start": iso(now), "end": iso(parse_duration(activity.scheduled_within).after(now))}
+    return {"start": iso(now), "end": iso(_duration(activity.scheduled_within).after(now))}
+
+
+_duration = functools.lru_cache(maxsize=256)(parse_duration)  # a pack has a handful ("P14D"); immutable
 
 
 def build_care_plan(

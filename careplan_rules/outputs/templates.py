@@ -7,6 +7,7 @@ can never produce an invalid CDS Hooks card.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,6 +116,7 @@ def _first_value(ph: Placeholder, data: TemplateData) -> str:
 _BLOCK_START = ("- ", "* ", "+ ", "|", "#", ">", "```")
 
 
+@functools.lru_cache(maxsize=512)  # rendered details and descriptions repeat across patients
 def reflow_markdown(text: str) -> str:
     """Join the hard-wrapped lines of each paragraph (YAML block scalars keep them).
 

@@ -8,6 +8,7 @@ from careplan_rules.diagnostics import did_you_mean
 from careplan_rules.errors import TerminologyError
 from careplan_rules.model.valueset import ValueSetModel
 from careplan_rules.terminology.ingredient_map import IngredientMap
+from careplan_rules.terminology.memo import MatchMemo
 from careplan_rules.terminology.mme import MmeTable
 from careplan_rules.terminology.valueset import CompiledValueSet, compile_valuesets
 
@@ -24,6 +25,7 @@ class ValueSetRegistry:
         self.ingredient_map = ingredient_map
         self.mme_table = mme_table or MmeTable()
         self._valuesets = compile_valuesets(models, ingredient_map)
+        self.memo = MatchMemo()  # matches shared by the evaluations of this pack
 
     def get(self, ref: str) -> CompiledValueSet:
         """Look up ``id`` or ``id|version``.

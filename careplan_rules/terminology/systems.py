@@ -6,6 +6,8 @@ trailing slash, ``https``. A coding must not fail to match only because of that 
 
 from __future__ import annotations
 
+import functools
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -47,6 +49,11 @@ SYSTEM_NAMES = {
 def canonical_system(system: str | None) -> str | None:
     if system is None:
         return None
+    return _canonical(system)
+
+
+@functools.lru_cache(maxsize=1024)  # called for every coding against every value set; systems are few
+def _canonical(system: str) -> str:
     s = system.strip()
     return _ALIASES.get(s, _ALIASES.get(s.lower(), s))
 

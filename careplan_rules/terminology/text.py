@@ -16,6 +16,7 @@ carry ingredient names ("Sertraline 100MG", "Clonazepam [Klonopin]"). Matching i
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -24,13 +25,26 @@ from dataclasses import dataclass
 _DASHES = re.compile(r"[\u002d\u2010-\u2015\u2212\ufe58\ufe63\uff0d_]+")
 _SPACES = re.compile(r"\s+")
 _SENTENCE_BREAK = re.compile(r"[.;:!?\n|]")
+_WORD_START = r"(?<![0-9a-z])"
 NEGATION_WINDOW_WORDS = 5
 
 
 def normalize_text(text: str) -> str:
     """The matching form of a text: NFKC, case-folded, dashes as spaces, single spaces."""
+    if len(text) <= _SHORT_TEXT:
+        return _normalize_short(text)
+    return _normalize(text)
+
+
+def _normalize(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
     return _SPACES.sub(" ", _DASHES.sub(" ", folded)).strip()
+
+
+# Codes' texts and displays ("Heart rate", "sertraline 50 MG Oral Tablet") recur in every
+# record and are normalised for each; notes are long and unique, so only short texts are kept.
+_SHORT_TEXT = 200
+_normalize_short = functools.lru_cache(maxsize=8192)(_normalize)
 
 
 def _needs_boundary(ch: str) -> bool:
@@ -42,18 +56,37 @@ def token_pattern(token: str) -> str:
     norm = normalize_text(token)
     if not norm:
         raise ValueError(f"empty token {token!r}")
+    return (_WORD_START if _needs_boundary(norm[0]) else "") + _token_body(norm)
+
+
+def _token_body(norm: str) -> str:
+    """The token without its leading boundary: the text, then the trailing boundary if any."""
     body = re.escape(norm).replace(r"\ ", r"\s+")
-    prefix = r"(?<![0-9a-z])" if _needs_boundary(norm[0]) else ""
-    suffix = r"(?![0-9a-z])" if _needs_boundary(norm[-1]) else ""
-    return prefix + body + suffix
+    return body + (r"(?![0-9a-z])" if _needs_boundary(norm[-1]) else "")
 
 
 def compile_alternation(tokens: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of the tokens; longest first so "kratom tea" beats "kratom"."""
+    """One regex matching any of the tokens; longest first so "kratom tea" beats "kratom".
+
+    Python's ``re`` tries the alternatives one by one at every position of the text, and can
+    reject one cheaply only when it starts with a literal character; a word-boundary
+    lookbehind at the head of each of hundreds of ingredient names made name matching some
+    thirty times slower. Tokens that need the boundary therefore share one lookbehind in
+    front of their group. Two tokens that match at the same place start with the same
+    character, so they sit in the same group in the same longest-first order: every match
+    is what the plain alternation of :func:`token_pattern` finds.
+    """
     norms = sorted({normalize_text(t) for t in tokens if normalize_text(t)}, key=lambda t: (-len(t), t))
     if not norms:
         return None
-    return re.compile("|".join(f"(?:{token_pattern(t)})" for t in norms))
+    bounded = [_token_body(t) for t in norms if _needs_boundary(t[0])]
+    free = [_token_body(t) for t in norms if not _needs_boundary(t[0])]
+    groups = []
+    if bounded:
+        groups.append(_WORD_START + "(?:" + "|".join(bounded) + ")")
+    if free:
+        groups.append("(?:" + "|".join(free) + ")")
+    return re.compile("|".join(groups))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ not lose kratom leaf because the 7-OH product set it includes vetoes laboratory 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -341,6 +342,7 @@ def _norm_key(matched: str) -> str:
     return re.sub(r"\s+", " ", matched)
 
 
+@functools.lru_cache(maxsize=256)  # in every "not in" rejection; systems are few
 def _short_system(system: str) -> str:
     tail = system.rstrip("/").rsplit("/", 1)[-1]
     return {"rxnorm": "RxNorm", "sct": "SNOMED", "loinc.org": "LOINC"}.get(tail, tail)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from careplan_rules.terminology.text import TextMatcher, normalize_text
+from careplan_rules.terminology.text import TextMatcher, compile_alternation, normalize_text, token_pattern
 
 KRATOM = TextMatcher(
     strong=["kratom", "mitragynine", "kra-thom", "กระท่อม", "7ΩHMZ"],
@@ -75,3 +77,55 @@ def test_rejection_reason_is_reported() -> None:
 def test_normalize_text() -> None:
     assert normalize_text("  Kra-Thom\tTEA ") == "kra thom tea"
     assert normalize_text("Ｍｉｔｒａｇｙｎａ") == "mitragyna"
+
+
+def _plain_alternation(tokens: list[str]) -> re.Pattern[str]:
+    """The alternation as written before it was grouped for speed: one boundary per token."""
+    norms = sorted({normalize_text(t) for t in tokens}, key=lambda t: (-len(t), t))
+    return re.compile("|".join(f"(?:{token_pattern(t)})" for t in norms))
+
+
+ALTERNATION_TOKENS = [
+    "kratom",
+    "kratom tea",
+    "kra thom",
+    "กระท่อม",
+    "7-OH",
+    "7 hydroxy",
+    "m. speciosa",
+    "st john's wort",
+    "4x100",
+    "OPMS",
+    "sertraline",
+    "ω-3",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kratom tea daily",
+        "kratomtea",
+        "red kratom; kratom tea and ketum",
+        "ใบกระท่อม ต้ม kratom",
+        "7-oh tablets 7oh 17-oh",
+        "m. speciosa leaf, m.speciosa",
+        "st john's wort 300 mg",
+        "4x100 and 14x100",
+        "opms gold",
+        "sertraline/ kratom(kratom)",
+        "ω 3 fish oil",
+        "é kratom é",
+    ],
+)
+def test_grouped_alternation_finds_what_the_plain_one_finds(text: str) -> None:
+    grouped = compile_alternation(ALTERNATION_TOKENS)
+    assert grouped is not None
+    norm = normalize_text(text)
+    spans = [(m.start(), m.end(), m.group(0)) for m in grouped.finditer(norm)]
+    assert spans == [(m.start(), m.end(), m.group(0)) for m in _plain_alternation(ALTERNATION_TOKENS).finditer(norm)]
+
+
+def test_normalize_text_of_long_text_is_not_cached_but_identical() -> None:
+    long = "Kra-Thom " * 100
+    assert normalize_text(long) == ("kra thom " * 100).strip()

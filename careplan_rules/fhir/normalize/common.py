@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from careplan_rules.diagnostics import Diagnostic, SourceLocation
 from careplan_rules.facts import CodingFact, TextField
 from careplan_rules.fhir.reader import Entry
 from careplan_rules.fhir.references import ReferenceIndex
-from careplan_rules.temporal import try_parse_fhir_datetime
+from careplan_rules.temporal import FhirInstant, try_parse_fhir_datetime
 from careplan_rules.terminology.text import normalize_text
 
 
@@ -56,16 +57,19 @@ def codeable(cc: Any, path: str) -> tuple[tuple[CodingFact, ...], tuple[TextFiel
     codings: list[CodingFact] = []
     for i, c in enumerate(cc.get("coding") or []):
         if isinstance(c, dict):
+            system, code, display = c.get("system"), c.get("code"), c.get("display")
             codings.append(
                 CodingFact(
-                    system=c.get("system") if isinstance(c.get("system"), str) else None,
-                    code=str(c["code"]) if c.get("code") is not None else None,
-                    display=c.get("display") if isinstance(c.get("display"), str) else None,
-                    path=f"{path}.coding[{i}]",
+                    system if isinstance(system, str) else None,
+                    str(code) if code is not None else None,
+                    display if isinstance(display, str) else None,
+                    f"{path}.coding[{i}]",
                 )
             )
-    texts = tuple(t for t in [text_field(f"{path}.text", cc.get("text"))] if t is not None)
-    return tuple(codings), texts
+    text = cc.get("text")
+    if isinstance(text, str) and text.strip():
+        return tuple(codings), (TextField(f"{path}.text", text, normalize_text(text)),)
+    return tuple(codings), ()
 
 
 def codes_of(cc: Any) -> tuple[str, ...]:
@@ -83,10 +87,15 @@ def status_code(value: Any) -> str | None:
 
 
 def instant(value: Any, *, latest: bool = False) -> datetime | None:
-    parsed = try_parse_fhir_datetime(value)
+    parsed = _parsed(value) if isinstance(value, str) else None
     if parsed is None:
         return None
     return parsed.latest if latest else parsed.earliest
+
+
+@functools.lru_cache(maxsize=8192)  # a record repeats its dates, a population its days; results are immutable
+def _parsed(text: str) -> FhirInstant | None:
+    return try_parse_fhir_datetime(text)
 
 
 def period_bounds(period: Any) -> tuple[datetime | None, datetime | None]:
