@@ -26,7 +26,7 @@ from careplan_rules.engine.backends.python import PythonBackend
 from careplan_rules.engine.compiler import RuleSet, compile_packs
 from careplan_rules.errors import CarePlanRulesError, EvaluationError, FhirInputError, RuleLoadError
 from careplan_rules.facts import PatientRecord
-from careplan_rules.fhir.pipeline import prepare
+from careplan_rules.fhir.pipeline import PreparedInput, prepare, validation_filter
 from careplan_rules.fhir.reader import FhirDocument, read_any
 from careplan_rules.fhir.version import normalise_version
 from careplan_rules.findings import Finding, PatientResult, SeverityLevel
@@ -35,6 +35,7 @@ from careplan_rules.loader.pack_loader import find_pack_roots, load_pack
 from careplan_rules.model.rule import ParamValue
 from careplan_rules.outputs.results import build_patient_result
 from careplan_rules.temporal import iso, parse_now
+from careplan_rules.terminology.mentions import TermIndex
 
 
 def bundled_rules_dir() -> Path:
@@ -155,6 +156,8 @@ class Engine:
         if callable(prepare):  # a backend that compiles ahead (durable) rejects rules it cannot run here
             prepare(self.ruleset)
         self._read_types = self.ruleset.read_types
+        self.terms = TermIndex(vs for registry in self.ruleset.registries.values() for vs in registry)
+        self._needs_validation = validation_filter(self._read_types, self.terms)
 
     @classmethod
     def default(cls, **kwargs: Any) -> Engine:
@@ -232,13 +235,22 @@ class Engine:
         """Evaluate an already-read document; errors are returned in the results."""
         return self._evaluate_document(doc, now, normalise_version(fhir_version), trace)
 
-    def _evaluate_document(self, doc: FhirDocument, now: datetime, version: str, trace: bool) -> list[PatientResult]:
-        prepared = prepare(
+    def prepare_input(self, doc: FhirDocument, *, fhir_version: str = "auto") -> PreparedInput:
+        """Split ``doc`` per patient and build each patient's facts, validating what the rules read.
+
+        Every resource of the types the rules read is validated, except Observations and
+        Conditions that mention none of the loaded value sets' codes or terms (they cannot
+        change an outcome; see :data:`careplan_rules.fhir.pipeline.SCREENED_TYPES`).
+        """
+        return prepare(
             doc,
-            fhir_version=version,
+            fhir_version=normalise_version(fhir_version),
             read_types=self._read_types,
-            needs_validation=lambda entry: entry.resource_type in self._read_types,
+            needs_validation=self._needs_validation,
         )
+
+    def _evaluate_document(self, doc: FhirDocument, now: datetime, version: str, trace: bool) -> list[PatientResult]:
+        prepared = self.prepare_input(doc, fhir_version=version)
         out: list[PatientResult] = []
         if prepared.errors:
             out.append(PatientResult(doc.source, "", prepared.version, errors=tuple(prepared.errors)))

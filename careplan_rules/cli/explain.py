@@ -13,7 +13,6 @@ from rich.tree import Tree
 from careplan_rules.cli.evaluate import build_engine, expand_inputs, read_input, resolve_now
 from careplan_rules.cli.main import EXIT_INPUT, CliExit, echo_error, guarded
 from careplan_rules.diagnostics import did_you_mean
-from careplan_rules.fhir.pipeline import prepare
 from careplan_rules.outputs.explain import explain
 
 
@@ -122,7 +121,7 @@ def command(
         raise CliExit(EXIT_INPUT)
     doc = read_input(*inputs[0])
     version = fhir_version.upper() if fhir_version != "auto" else "auto"
-    prepared = prepare(doc, fhir_version=version, read_types=engine.ruleset.read_types)
+    prepared = engine.prepare_input(doc, fhir_version=version)
     for diag in prepared.errors:
         echo_error(diag.render())
     if prepared.errors:

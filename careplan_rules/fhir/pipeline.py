@@ -19,8 +19,31 @@ from careplan_rules.fhir.reader import Entry, FhirDocument
 from careplan_rules.fhir.references import ReferenceIndex
 from careplan_rules.fhir.validation import validate_entry
 from careplan_rules.fhir.version import detect_version
+from careplan_rules.terminology.mentions import TermIndex
 
 EntryFilter = Callable[[Entry], bool]
+
+# Every fact an Observation or a Condition gives the rules passes a value-set match first
+# (each criterion that reads them requires a value set: tests/fhir/test_pipeline_screening.py
+# checks it), so one that mentions none of the packs' codes or terms cannot change an outcome
+# and is not validated: a malformed heart-rate Observation must not stop a patient's safety
+# warnings, and Observations are most of a record and of its validation time. Medications,
+# reviews (a review criterion may accept any completed Procedure), care plans and the patient
+# are few and always validated.
+SCREENED_TYPES = frozenset({"Observation", "Condition"})
+
+
+def validation_filter(read_types: Collection[str], terms: TermIndex | None) -> EntryFilter:
+    """Which entries :func:`prepare` validates: the read types, screened by ``terms`` when given."""
+    wanted = frozenset(read_types) | {"Patient"}
+
+    def needs_validation(entry: Entry) -> bool:
+        rt = entry.resource_type
+        if rt not in wanted:
+            return False
+        return terms is None or rt not in SCREENED_TYPES or terms.mentions(entry.resource)
+
+    return needs_validation
 
 
 @dataclass(slots=True)

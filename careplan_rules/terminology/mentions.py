@@ -1,0 +1,117 @@
+"""Could anything in a resource match a value set of the loaded packs? A cheap, conservative test.
+
+The engine validates what the rules read (issue: a malformed resource must not feed a rule).
+Observations are most of any real record (vital signs, laboratory panels) and most of the
+validation time, yet a heart-rate Observation can never reach a kratom or depression rule:
+every fact an Observation or Condition gives the rules passes a value-set match first (see
+:data:`careplan_rules.fhir.pipeline.SCREENED_TYPES`). So those two types are validated when
+they *mention* the packs' terminology, and this module answers that question.
+
+The test must never say "no" where a value set would say "yes", whatever the resource's
+shape, so it does not read the resource the way normalisation does. It walks the raw JSON
+and looks at every string under a key that can carry a code or a term (``code``,
+``display``, ``text``, ``value[x]``…), wherever it sits: a code given as a bare string, a
+``coding`` that is an object instead of a list, a note, a component. A string counts when it
+is one of the packs' codes (exact, undotted, an ICD-10 family prefix, or a product whose
+ingredient is listed) or when any of the packs' names and synonyms - strong *and* weak
+tokens, ignoring exclusions, context words and negation - occurs in it. Everything a value
+set can match is therefore a mention; the converse is not needed (a mention is only
+validated, not matched).
+
+Strings recur from patient to patient ("Heart rate", "8867-4", "vital-signs"), so each
+answer is remembered in a bounded memo (dict operations are atomic; two threads that miss
+at once compute the same answer twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from careplan_rules.terminology.ingredient_map import IngredientMap
+from careplan_rules.terminology.text import compile_alternation, normalize_text
+from careplan_rules.terminology.valueset import CompiledValueSet
+
+# keys whose string values are codes or terms; anything else (ids, references, dates,
+# systems, units, narrative) is never matched by a value set
+TERM_KEYS = frozenset({"code", "display", "text"})
+# value[x] types that are never terms; every other value[x] string is looked at, even under a
+# name that should hold an object ("valueCodeableConcept": "kratom" is malformed, not silent)
+_NOT_TERMS = ("DateTime", "Date", "Time", "Instant", "Uri", "Url", "Canonical", "Id", "Base64Binary")
+MEMO_SIZE = 8192
+MEMO_TEXT = 200  # longer strings (notes) are unique: not worth remembering
+
+
+def _undotted(code: str) -> str:
+    return code.replace(".", "").strip().upper()
+
+
+class TermIndex:
+    """Every code, ingredient and term of a set of value sets, to test resources against."""
+
+    def __init__(self, valuesets: Iterable[CompiledValueSet]) -> None:
+        codes: set[str] = set()
+        prefixes: set[str] = set()
+        ingredients: set[str] = set()
+        tokens: set[str] = set()
+        maps: dict[int, IngredientMap] = {}
+        for vs in valuesets:
+            maps.setdefault(id(vs.ingredient_map), vs.ingredient_map)
+            ingredients.update(vs.ingredient_codes)
+            tokens.update(vs.names)
+            for matcher, _ in vs.text_matchers:
+                tokens.update(matcher.tokens)
+            for entry in vs.entries:
+                if entry.code is None:
+                    continue
+                codes.add(entry.code.strip())
+                codes.add(_undotted(entry.code))
+                if entry.prefix:
+                    prefixes.add(_undotted(entry.code))
+        self.codes = frozenset(codes)
+        self.prefixes = tuple(sorted(prefixes))
+        self.ingredients = frozenset(ingredients)
+        self._maps = tuple(maps.values())
+        self._pattern = compile_alternation(tokens)
+        self._memo: dict[str, bool] = {}
+
+    def mentions(self, resource: Mapping[str, Any]) -> bool:
+        """True when some code or term in ``resource`` belongs to one of the value sets."""
+        return any(self._hit(s) for s in term_strings(resource))
+
+    def _hit(self, text: str) -> bool:
+        if len(text) > MEMO_TEXT:
+            return self._is_term(text)
+        found = self._memo.get(text)
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[text] = self._is_term(text)
+        return found
+
+    def _is_term(self, text: str) -> bool:
+        plain = text.strip()
+        undotted = _undotted(plain)
+        if plain in self.codes or undotted in self.codes:
+            return True
+        if any(undotted.startswith(p) for p in self.prefixes):
+            return True
+        for ingredient_map in self._maps:
+            if any(i in self.ingredients for i in ingredient_map.products.get(plain, ())):
+                return True
+        return self._pattern is not None and self._pattern.search(normalize_text(text)) is not None
+
+
+def term_strings(node: Any, key: str = "") -> Iterator[str]:
+    """Every string under a term key (or a code written as a number), at any depth."""
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            yield from term_strings(v, k)
+    elif isinstance(node, list):
+        for item in node:
+            yield from term_strings(item, key)
+    elif isinstance(node, str):
+        if key in TERM_KEYS or (key.startswith("value") and len(key) > 5 and not key.endswith(_NOT_TERMS)):
+            yield node
+    elif key == "code" and isinstance(node, int | float) and not isinstance(node, bool):
+        yield str(node)
