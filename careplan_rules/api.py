@@ -235,22 +235,25 @@ class Engine:
         """Evaluate an already-read document; errors are returned in the results."""
         return self._evaluate_document(doc, now, normalise_version(fhir_version), trace)
 
-    def prepare_input(self, doc: FhirDocument, *, fhir_version: str = "auto") -> PreparedInput:
+    def prepare_input(self, doc: FhirDocument, *, fhir_version: str = "auto", trace: bool = False) -> PreparedInput:
         """Split ``doc`` per patient and build each patient's facts, validating what the rules read.
 
-        Every resource of the types the rules read is validated, except Observations and
-        Conditions that mention none of the loaded value sets' codes or terms (they cannot
-        change an outcome; see :data:`careplan_rules.fhir.pipeline.SCREENED_TYPES`).
+        Every resource of the types the rules read is validated and normalised, except
+        Observations and Conditions that mention none of the loaded value sets' codes or
+        terms: they cannot change an outcome (see
+        :data:`careplan_rules.fhir.pipeline.SCREENED_TYPES`), so they are not validated, and
+        give facts only with ``trace`` (explanations list them as considered and rejected).
         """
         return prepare(
             doc,
             fhir_version=normalise_version(fhir_version),
             read_types=self._read_types,
             needs_validation=self._needs_validation,
+            facts_for_all=trace,
         )
 
     def _evaluate_document(self, doc: FhirDocument, now: datetime, version: str, trace: bool) -> list[PatientResult]:
-        prepared = self.prepare_input(doc, fhir_version=version)
+        prepared = self.prepare_input(doc, fhir_version=version, trace=trace)
         out: list[PatientResult] = []
         if prepared.errors:
             out.append(PatientResult(doc.source, "", prepared.version, errors=tuple(prepared.errors)))

@@ -121,7 +121,7 @@ def command(
         raise CliExit(EXIT_INPUT)
     doc = read_input(*inputs[0])
     version = fhir_version.upper() if fhir_version != "auto" else "auto"
-    prepared = engine.prepare_input(doc, fhir_version=version)
+    prepared = engine.prepare_input(doc, fhir_version=version, trace=True)
     for diag in prepared.errors:
         echo_error(diag.render())
     if prepared.errors:

@@ -69,6 +69,7 @@ def prepare(
     fhir_version: str = "auto",
     read_types: Collection[str] | None = None,
     needs_validation: EntryFilter | None = None,
+    facts_for_all: bool = True,
 ) -> PreparedInput:
     """Detect the release, split per patient, validate what the rules read, build facts.
 
@@ -78,6 +79,9 @@ def prepare(
             normalised (None reads every type the engine knows).
         needs_validation: further narrows which entries are validated (e.g. only
             Observations whose code a rule reads); default: every entry of ``read_types``.
+        facts_for_all: also build facts from the entries ``needs_validation`` turns down
+            (explanations list them as considered and rejected); False skips them, which
+            changes no outcome when the filter is :func:`validation_filter`'s.
     """
     detection = detect_version(doc.entries)
     if fhir_version == "auto":
@@ -111,13 +115,16 @@ def prepare(
     validated_shared: dict[int, list[Diagnostic]] = {}
     for pid, group in parts.groups.items():
         errors: list[Diagnostic] = []
+        skipped: set[int] = set()
         entries = ([group.patient_entry] if group.patient_entry is not None else []) + group.entries
         for entry in entries:
             if needs_validation is not None and not needs_validation(entry):
+                if not facts_for_all:
+                    skipped.add(id(entry.resource))
                 continue
             errors.extend(validate_entry(entry, release, doc.source))
             errors.extend(_validate_references(entry, index, doc.source, release, validated_shared))
-        record, problems = build_record(group, index, release, doc.source)
+        record, problems = build_record(group, index, release, doc.source, skipped)
         errors.extend(problems)
         prepared.patients.append(PreparedPatient(pid, record if not errors else None, errors, list(group.notes)))
     return prepared

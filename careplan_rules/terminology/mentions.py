@@ -25,6 +25,7 @@ at once compute the same answer twice).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -77,7 +78,41 @@ class TermIndex:
 
     def mentions(self, resource: Mapping[str, Any]) -> bool:
         """True when some code or term in ``resource`` belongs to one of the value sets."""
-        return any(self._hit(s) for s in term_strings(resource))
+        return self._dict_mentions(resource)
+
+    # The same walk as term_strings, recursive with plain loops and stopping at the first term:
+    # it runs over every Observation of every record, where generators cost more than the rest.
+    def _dict_mentions(self, node: Mapping[str, Any]) -> bool:
+        for key, value in node.items():
+            kind = type(value)
+            if kind is str:
+                if is_term_key(key) and self._hit(value):
+                    return True
+            elif kind is dict:
+                if self._dict_mentions(value):
+                    return True
+            elif kind is list:
+                if self._list_mentions(key, value):
+                    return True
+            elif (kind is int or kind is float) and key == "code" and self._hit(str(value)):
+                return True
+        return False
+
+    def _list_mentions(self, key: str, items: list[Any]) -> bool:
+        for item in items:
+            kind = type(item)
+            if kind is dict:
+                if self._dict_mentions(item):
+                    return True
+            elif kind is str:
+                if is_term_key(key) and self._hit(item):
+                    return True
+            elif kind is list:
+                if self._list_mentions(key, item):
+                    return True
+            elif (kind is int or kind is float) and key == "code" and self._hit(str(item)):
+                return True
+        return False
 
     def _hit(self, text: str) -> bool:
         if len(text) > MEMO_TEXT:
@@ -102,16 +137,29 @@ class TermIndex:
         return self._pattern is not None and self._pattern.search(normalize_text(text)) is not None
 
 
-def term_strings(node: Any, key: str = "") -> Iterator[str]:
-    """Every string under a term key (or a code written as a number), at any depth."""
-    if isinstance(node, Mapping):
-        for k, v in node.items():
-            yield from term_strings(v, k)
-    elif isinstance(node, list):
-        for item in node:
-            yield from term_strings(item, key)
-    elif isinstance(node, str):
-        if key in TERM_KEYS or (key.startswith("value") and len(key) > 5 and not key.endswith(_NOT_TERMS)):
-            yield node
-    elif key == "code" and isinstance(node, int | float) and not isinstance(node, bool):
-        yield str(node)
+def term_strings(resource: Mapping[str, Any]) -> Iterator[str]:
+    """Every string under a term key (or a code written as a number), at any depth, in order.
+
+    Iterative, and testing ``dict``/``list`` exactly: parsed JSON has no other containers, and
+    this walk sees every Observation of a record (the ABC checks of ``Mapping`` cost more than
+    the rest of it).
+    """
+    stack: list[tuple[str, Any]] = [("", resource)]
+    while stack:
+        key, node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            stack.extend(reversed(node.items()))
+        elif kind is list:
+            stack.extend((key, item) for item in reversed(node))
+        elif kind is str:
+            if is_term_key(key):
+                yield node
+        elif key == "code" and kind in (int, float):
+            yield str(node)
+
+
+@functools.lru_cache(maxsize=4096)  # element names are few
+def is_term_key(key: str) -> bool:
+    """Whether strings under ``key`` can be codes or terms."""
+    return key in TERM_KEYS or (key.startswith("value") and len(key) > 5 and not key.endswith(_NOT_TERMS))

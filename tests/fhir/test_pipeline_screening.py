@@ -242,6 +242,8 @@ def test_whatever_a_value_set_matches_in_a_resource_is_a_mention(resource: Resou
                     matched = matched or bool(vs.match_concept_codings(comp.codings, ())[0])
     if matched:
         assert _ENGINE.terms.mentions(resource), json.dumps(resource)
+    # the fast walk and the readable one agree
+    assert _ENGINE.terms.mentions(resource) == any(_ENGINE.terms._hit(s) for s in term_strings(resource))
 
 
 def test_term_strings_skip_ids_dates_references_and_quantities() -> None:
@@ -264,3 +266,13 @@ def test_an_index_of_no_value_sets_mentions_nothing() -> None:
 def test_codes_that_a_value_set_reaches_indirectly_are_mentions(engine: Engine, code: str) -> None:
     assert engine.terms.mentions({"code": {"coding": [{"code": code}]}})
     assert not engine.terms.mentions(heart_rate())
+
+
+def test_unmentioned_observations_give_facts_only_when_tracing(engine: Engine) -> None:
+    doc = read_any(bundle(patient(), kratom(), heart_rate(), phq9()), "<input>")
+    plain = engine.prepare_input(doc).patients[0].record
+    traced = engine.prepare_input(doc, trace=True).patients[0].record
+    assert plain is not None and traced is not None
+    assert [o.ref for o in plain.observations] == ["Observation/phq1"]
+    assert [o.ref for o in traced.observations] == ["Observation/hr1", "Observation/phq1"]
+    assert plain.resource_refs == traced.resource_refs  # still listed as the patient's records

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from careplan_rules.diagnostics import Diagnostic
 from careplan_rules.facts import (
     CarePlanFact,
@@ -33,9 +35,17 @@ NORMALISED_TYPES = frozenset({*MEDICATION_TYPES, *REVIEW_TYPES, "Condition", "Ob
 
 
 def build_record(
-    group: PatientGroup, index: ReferenceIndex, version: str, source: str
+    group: PatientGroup,
+    index: ReferenceIndex,
+    version: str,
+    source: str,
+    skipped: Collection[int] = (),
 ) -> tuple[PatientRecord, list[Diagnostic]]:
-    """Normalise a patient's resources; problems (e.g. unresolvable medications) are returned."""
+    """Normalise a patient's resources; problems (e.g. unresolvable medications) are returned.
+
+    ``skipped`` holds the ``id()`` of resources no rule can read (see the pipeline's
+    screening): they are listed in ``resource_refs`` but give no facts.
+    """
     problems: list[Diagnostic] = []
     exposures: list[MedicationExposure] = []
     conditions: list[ConditionFact] = []
@@ -50,6 +60,9 @@ def build_record(
         patient = patient_from(ctx)
     for entry in group.entries:
         rt = entry.resource_type
+        if skipped and id(entry.resource) in skipped:
+            refs.add(index.ref_of(entry))
+            continue
         ctx = Context(index, release, source, entry)
         refs.add(ctx.ref)
         if rt in MEDICATION_TYPES:

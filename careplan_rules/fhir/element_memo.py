@@ -1,0 +1,84 @@
+"""Validated elements remembered across resources, so fhir.resources checks each one once.
+
+fhir.resources builds a pydantic model for every element of a resource, and most of its cost
+is per element (a MedicationRequest is some twenty of them: codings, dosage, timing,
+quantities, references). Yet the elements of a population repeat: the same
+``medicationCodeableConcept`` for every patient on sertraline 50 mg, the same dosage text and
+timing, the same category, the same ``subject`` in every resource of a patient. Pydantic does
+not validate again a value that already is an instance of the field's model (its default
+``revalidate_instances="never"``), and an element's validity depends only on its JSON and the
+field it fills (class and key). So after a resource validates, its top-level elements are
+kept, as the model instances fhir.resources built, by (model class, key, JSON text); the next
+resource with an identical element gets the instance in place of the dict, and fhir.resources
+validates the rest of it and every resource-level rule (choice types, required elements) as
+before. A resource that fails is validated again as written, so its errors are exactly the
+library's.
+
+The memo is bounded (it starts afresh when full), needs no lock (dict operations are atomic;
+the instances are never modified, only read by pydantic), and skips what is never worth it:
+primitives, ``_element`` extension siblings and contained resources.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+MEMO_SIZE = 4096
+_SKIPPED = frozenset({"contained", "resourceType", "text"})  # narrative is unique per resource
+
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
+
+Slot = tuple[type[BaseModel], str, str]
+
+
+@functools.lru_cache(maxsize=1024)
+def _attributes(cls: type[BaseModel]) -> dict[str, str]:
+    """JSON key → attribute name of a model's fields (``class`` → ``class_fhir``…)."""
+    return {(field.alias or name): name for name, field in cls.model_fields.items()}
+
+
+class ElementMemo:
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.size = size
+        self._known: dict[Slot, Any] = {}
+
+    def substitute(self, cls: type[BaseModel], resource: dict[str, Any]) -> tuple[dict[str, Any], list[Slot]]:
+        """``resource`` with remembered elements as instances, and the slots still unknown."""
+        data = resource
+        unknown: list[Slot] = []
+        for key, value in resource.items():
+            kind = type(value)
+            if (kind is not dict and kind is not list) or key in _SKIPPED or key[0] == "_" or not value:
+                continue
+            if kind is list and type(value[0]) is not dict:
+                continue  # a list of primitives: cheap to validate
+            slot = (cls, key, _encode(value))
+            found = self._known.get(slot)
+            if found is None:
+                unknown.append(slot)
+                continue
+            if data is resource:
+                data = dict(resource)
+            data[key] = found
+        return data, unknown
+
+    def remember(self, model: BaseModel, unknown: list[Slot]) -> None:
+        """Keep the instances of ``unknown`` elements that ``model`` (valid) was built with."""
+        if not unknown:
+            return
+        names = _attributes(type(model))
+        if len(self._known) + len(unknown) > self.size:
+            self._known.clear()
+        for slot in unknown:
+            name = names.get(slot[1])
+            if name is None:
+                continue
+            value = getattr(model, name, None)
+            if isinstance(value, BaseModel) or (
+                isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value)
+            ):
+                self._known[slot] = value

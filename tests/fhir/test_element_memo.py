@@ -1,0 +1,135 @@
+"""Remembered elements change what validation costs, never what it says."""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from careplan_rules.fhir import validation
+from careplan_rules.fhir.element_memo import ElementMemo
+from careplan_rules.fhir.reader import Entry, read_any
+from careplan_rules.fhir.validation import model_class, validate_entry
+from tests.factories import RXNORM, iter_examples, med_request, rx
+
+Resource = dict[str, Any]
+
+
+def request(rid: str, **changes: Any) -> Resource:
+    r = med_request(rid, rx("312941", "sertraline 50 MG Oral Tablet"))
+    r["dosageInstruction"] = [
+        {"text": "1 tablet daily", "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}
+    ]
+    r.update(changes)
+    return r
+
+
+def plain_errors(resource: Resource, version: str = "R4") -> list[str]:
+    """What fhir.resources says about the resource as written, without any memo."""
+    cls = model_class(version, resource["resourceType"])
+    assert cls is not None
+    try:
+        cls.model_validate(resource)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
+def rendered(resource: Resource, version: str = "R4") -> list[str]:
+    return [d.render() for d in validate_entry(Entry(resource, resource["resourceType"]), version, "in.json")]
+
+
+def test_remembered_elements_are_given_to_pydantic_as_instances() -> None:
+    memo = ElementMemo()
+    cls = model_class("R4", "MedicationRequest")
+    assert cls is not None
+    first = request("a")
+    data, unknown = memo.substitute(cls, first)
+    assert data is first and {s[1] for s in unknown} >= {"medicationCodeableConcept", "dosageInstruction", "subject"}
+    memo.remember(cls.model_validate(data), unknown)
+    second = request("b")
+    data, unknown = memo.substitute(cls, second)
+    assert data is not second and second["dosageInstruction"][0]["text"] == "1 tablet daily"  # input untouched
+    assert not unknown
+    assert not isinstance(data["medicationCodeableConcept"], dict)
+    cls.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param({"status": 5}, id="a bad status next to remembered elements"),
+        pytest.param({"authoredOn": "yesterday"}, id="a bad date"),
+        pytest.param({"medicationReference": {"reference": "Medication/m1"}}, id="two choices of medication[x]"),
+        pytest.param({"dosageInstruction": [{"timing": {"repeat": {"frequency": "twice"}}}]}, id="a bad element"),
+        pytest.param({"category": [None]}, id="a null in a list of elements"),
+        pytest.param({"subject": "Patient/p1"}, id="a reference as a string"),
+    ],
+)
+def test_an_invalid_resource_gets_the_same_errors_as_without_the_memo(
+    broken: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert rendered(request("warm")) == []  # its elements are remembered now
+    bad = request("bad", **broken)
+    errors = rendered(bad)
+    assert errors and plain_errors(bad)
+    assert rendered(copy.deepcopy(bad)) == errors  # the memo learnt nothing from a failure
+    monkeypatch.setattr(validation._ELEMENTS, "substitute", lambda cls, resource: (resource, []))
+    assert rendered(copy.deepcopy(bad)) == errors  # and says what the library says alone
+
+
+def test_the_memo_never_accepts_an_element_of_the_wrong_release() -> None:
+    r4 = request("r4")
+    assert rendered(r4, "R4") == []
+    # R5 has no medicationCodeableConcept: the R4 instance must not be reused there
+    assert rendered(copy.deepcopy(r4), "R5")
+
+
+def test_the_memo_is_bounded() -> None:
+    memo = ElementMemo(size=8)
+    cls = model_class("R4", "MedicationRequest")
+    assert cls is not None
+    for i in range(50):
+        r = request(f"r{i}", subject={"reference": f"Patient/p{i}"})
+        data, unknown = memo.substitute(cls, r)
+        memo.remember(cls.model_validate(data), unknown)
+        assert len(memo._known) <= 8
+
+
+@pytest.mark.parametrize("path", list(iter_examples()), ids=lambda p: p.name)
+def test_every_example_validates_as_it_does_without_the_memo(path: Any) -> None:
+    doc = read_any(path, path.name)
+    for _ in range(2):  # the second time, from the memo
+        for entry in doc.entries:
+            cls = model_class("R4", entry.resource_type)
+            if cls is None:
+                continue
+            got = validate_entry(entry, "R4", path.name)
+            assert bool(got) == bool(plain_errors(entry.resource)), entry.path
+
+
+def test_threads_share_the_memo_safely() -> None:
+    resources = [request(f"t{i}", authoredOn="yesterday" if i % 7 == 0 else "2026-05-01") for i in range(300)]
+
+    def check(r: Resource) -> bool:
+        return bool(rendered(r)) == bool(plain_errors(r))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(check, resources))
+
+
+def test_a_product_coding_with_a_different_display_is_a_different_element() -> None:
+    # equal JSON only: the memo never guesses that two elements are the same
+    memo = ElementMemo()
+    cls = model_class("R4", "MedicationRequest")
+    assert cls is not None
+    a = request("a")
+    data, unknown = memo.substitute(cls, a)
+    memo.remember(cls.model_validate(data), unknown)
+    b = request("b", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "312941", "display": "x"}]})
+    _, unknown = memo.substitute(cls, b)
+    assert [s[1] for s in unknown] == ["medicationCodeableConcept"]
+    assert json.loads(unknown[0][2]) == b["medicationCodeableConcept"]
