@@ -81,38 +81,28 @@ class TermIndex:
         return self._dict_mentions(resource)
 
     # The same walk as term_strings, recursive with plain loops and stopping at the first term:
-    # it runs over every Observation of every record, where generators cost more than the rest.
+    # it runs over every Observation of every record, where generators and the ABC checks of
+    # Mapping cost more than the rest. Subclasses of dict and list (an API caller's
+    # OrderedDict) and tuples are walked too: normalisation would read them.
     def _dict_mentions(self, node: Mapping[str, Any]) -> bool:
-        for key, value in node.items():
-            kind = type(value)
-            if kind is str:
-                if is_term_key(key) and self._hit(value):
-                    return True
-            elif kind is dict:
-                if self._dict_mentions(value):
-                    return True
-            elif kind is list:
-                if self._list_mentions(key, value):
-                    return True
-            elif (kind is int or kind is float) and key == "code" and self._hit(str(value)):
+        for key, value in node.items():  # noqa: SIM110 - any() over a generator is slower here
+            if self._value_mentions(key, value):
                 return True
         return False
 
-    def _list_mentions(self, key: str, items: list[Any]) -> bool:
-        for item in items:
-            kind = type(item)
-            if kind is dict:
-                if self._dict_mentions(item):
+    def _value_mentions(self, key: str, value: Any) -> bool:
+        if isinstance(value, str):
+            return is_term_key(key) and self._hit(value)
+        if isinstance(value, dict):
+            return self._dict_mentions(value)
+        if isinstance(value, (list, tuple)):
+            for item in value:  # noqa: SIM110
+                if self._value_mentions(key, item):
                     return True
-            elif kind is str:
-                if is_term_key(key) and self._hit(item):
-                    return True
-            elif kind is list:
-                if self._list_mentions(key, item):
-                    return True
-            elif (kind is int or kind is float) and key == "code" and self._hit(str(item)):
-                return True
-        return False
+            return False
+        return (
+            key == "code" and isinstance(value, int | float) and not isinstance(value, bool) and self._hit(str(value))
+        )
 
     def _hit(self, text: str) -> bool:
         if len(text) > MEMO_TEXT:
@@ -138,24 +128,18 @@ class TermIndex:
 
 
 def term_strings(resource: Mapping[str, Any]) -> Iterator[str]:
-    """Every string under a term key (or a code written as a number), at any depth, in order.
-
-    Iterative, and testing ``dict``/``list`` exactly: parsed JSON has no other containers, and
-    this walk sees every Observation of a record (the ABC checks of ``Mapping`` cost more than
-    the rest of it).
-    """
+    """Every string under a term key (or a code written as a number), at any depth, in order."""
     stack: list[tuple[str, Any]] = [("", resource)]
     while stack:
         key, node = stack.pop()
-        kind = type(node)
-        if kind is dict:
-            stack.extend(reversed(node.items()))
-        elif kind is list:
-            stack.extend((key, item) for item in reversed(node))
-        elif kind is str:
+        if isinstance(node, str):
             if is_term_key(key):
                 yield node
-        elif key == "code" and kind in (int, float):
+        elif isinstance(node, dict):
+            stack.extend(reversed(node.items()))
+        elif isinstance(node, list | tuple):
+            stack.extend((key, item) for item in reversed(node))
+        elif key == "code" and isinstance(node, int | float) and not isinstance(node, bool):
             yield str(node)
 
 

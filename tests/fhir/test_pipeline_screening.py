@@ -276,3 +276,11 @@ def test_unmentioned_observations_give_facts_only_when_tracing(engine: Engine) -
     assert [o.ref for o in plain.observations] == ["Observation/phq1"]
     assert [o.ref for o in traced.observations] == ["Observation/hr1", "Observation/phq1"]
     assert plain.resource_refs == traced.resource_refs  # still listed as the patient's records
+
+
+def test_containers_built_by_an_api_caller_are_walked_too(engine: Engine) -> None:
+    from collections import OrderedDict
+
+    coding = OrderedDict(system=LOINC, code="44261-6")
+    assert engine.terms.mentions({"code": OrderedDict(coding=(coding,))})
+    assert engine.terms.mentions({"note": ({"text": "kratom"},)})
