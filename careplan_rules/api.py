@@ -26,7 +26,7 @@ from careplan_rules.engine.backends.python import PythonBackend
 from careplan_rules.engine.compiler import RuleSet, compile_packs
 from careplan_rules.errors import CarePlanRulesError, EvaluationError, FhirInputError, RuleLoadError
 from careplan_rules.facts import PatientRecord
-from careplan_rules.fhir.pipeline import PreparedInput, prepare, validation_filter
+from careplan_rules.fhir.pipeline import PreparedInput, prepare
 from careplan_rules.fhir.reader import FhirDocument, read_any
 from careplan_rules.fhir.version import normalise_version
 from careplan_rules.findings import Finding, PatientResult, SeverityLevel
@@ -157,7 +157,6 @@ class Engine:
             prepare(self.ruleset)
         self._read_types = self.ruleset.read_types
         self.terms = TermIndex(vs for registry in self.ruleset.registries.values() for vs in registry)
-        self._needs_validation = validation_filter(self._read_types, self.terms)
 
     @classmethod
     def default(cls, **kwargs: Any) -> Engine:
@@ -239,8 +238,8 @@ class Engine:
         """Split ``doc`` per patient and build each patient's facts, validating what the rules read.
 
         Every resource of the types the rules read is validated and normalised, except
-        Observations and Conditions that mention none of the loaded value sets' codes or
-        terms: they cannot change an outcome (see
+        medications, Observations and Conditions that mention none of the loaded value sets'
+        codes or terms: they cannot change an outcome (see
         :data:`careplan_rules.fhir.pipeline.SCREENED_TYPES`), so they are not validated, and
         give facts only with ``trace`` (explanations list them as considered and rejected).
         """
@@ -248,7 +247,7 @@ class Engine:
             doc,
             fhir_version=normalise_version(fhir_version),
             read_types=self._read_types,
-            needs_validation=self._needs_validation,
+            terms=self.terms,
             facts_for_all=trace,
         )
 

@@ -8,12 +8,13 @@ multi-patient input) makes the whole input an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from careplan_rules.diagnostics import Diagnostic, SourceLocation
 from careplan_rules.facts import PatientRecord
-from careplan_rules.fhir.normalize.record import build_record
+from careplan_rules.fhir.normalize.record import MEDICATION_TYPES, build_record
 from careplan_rules.fhir.partition import partition
 from careplan_rules.fhir.reader import Entry, FhirDocument
 from careplan_rules.fhir.references import ReferenceIndex
@@ -21,29 +22,15 @@ from careplan_rules.fhir.validation import validate_entry
 from careplan_rules.fhir.version import detect_version
 from careplan_rules.terminology.mentions import TermIndex
 
-EntryFilter = Callable[[Entry], bool]
-
-# Every fact an Observation or a Condition gives the rules passes a value-set match first
-# (each criterion that reads them requires a value set: tests/fhir/test_pipeline_screening.py
-# checks it), so one that mentions none of the packs' codes or terms cannot change an outcome
-# and is not validated: a malformed heart-rate Observation must not stop a patient's safety
-# warnings, and Observations are most of a record and of its validation time. Medications,
-# reviews (a review criterion may accept any completed Procedure), care plans and the patient
-# are few and always validated.
-SCREENED_TYPES = frozenset({"Observation", "Condition"})
-
-
-def validation_filter(read_types: Collection[str], terms: TermIndex | None) -> EntryFilter:
-    """Which entries :func:`prepare` validates: the read types, screened by ``terms`` when given."""
-    wanted = frozenset(read_types) | {"Patient"}
-
-    def needs_validation(entry: Entry) -> bool:
-        rt = entry.resource_type
-        if rt not in wanted:
-            return False
-        return terms is None or rt not in SCREENED_TYPES or terms.mentions(entry.resource)
-
-    return needs_validation
+# Every fact these resources give the rules passes a value-set match first (each criterion
+# that reads exposures, conditions or observations requires a value set:
+# tests/fhir/test_pipeline_screening.py checks it), so one that mentions none of the packs'
+# codes or terms (itself, or the Medication it references) cannot change an outcome: it is
+# neither validated nor normalised. A malformed heart-rate Observation or omeprazole order must
+# not cost a patient their safety warnings, and such resources are most of a record and of its
+# validation time. Reviews (a review criterion may accept any completed Procedure), care plans
+# and the patient are always read.
+SCREENED_TYPES = frozenset({*MEDICATION_TYPES, "Observation", "Condition"})
 
 
 @dataclass(slots=True)
@@ -68,7 +55,7 @@ def prepare(
     *,
     fhir_version: str = "auto",
     read_types: Collection[str] | None = None,
-    needs_validation: EntryFilter | None = None,
+    terms: TermIndex | None = None,
     facts_for_all: bool = True,
 ) -> PreparedInput:
     """Detect the release, split per patient, validate what the rules read, build facts.
@@ -77,11 +64,10 @@ def prepare(
         fhir_version: ``auto`` (detect from the data), ``R4``, ``R4B`` or ``R5``.
         read_types: resource types the loaded rules read; others are neither validated nor
             normalised (None reads every type the engine knows).
-        needs_validation: further narrows which entries are validated (e.g. only
-            Observations whose code a rule reads); default: every entry of ``read_types``.
-        facts_for_all: also build facts from the entries ``needs_validation`` turns down
-            (explanations list them as considered and rejected); False skips them, which
-            changes no outcome when the filter is :func:`validation_filter`'s.
+        terms: the loaded packs' terminology; resources of :data:`SCREENED_TYPES` that
+            mention none of it are not validated (None: every resource read is validated).
+        facts_for_all: also build facts from those resources (explanations list them as
+            considered and rejected); False skips them, which changes no outcome.
     """
     detection = detect_version(doc.entries)
     if fhir_version == "auto":
@@ -118,7 +104,7 @@ def prepare(
         skipped: set[int] = set()
         entries = ([group.patient_entry] if group.patient_entry is not None else []) + group.entries
         for entry in entries:
-            if needs_validation is not None and not needs_validation(entry):
+            if terms is not None and entry.resource_type in SCREENED_TYPES and not _mentions(entry, index, terms):
                 if not facts_for_all:
                     skipped.add(id(entry.resource))
                 continue
@@ -130,20 +116,35 @@ def prepare(
     return prepared
 
 
+def _mentions(entry: Entry, index: ReferenceIndex, terms: TermIndex) -> bool:
+    """Whether the resource, or a Medication it references, mentions the packs' terminology."""
+    if terms.mentions(entry.resource):
+        return True
+    for ref in _medication_references(entry.resource):
+        resolved = index.resolve(ref, container=entry.resource, from_entry=entry)
+        if resolved is None:
+            return True  # unknown medication: read it, so normalisation reports the reference
+        if terms.mentions(resolved.resource):
+            return True
+    return False
+
+
+def _medication_references(r: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``medicationReference`` (R4) and ``medication.reference`` (R5) of an exposure."""
+    if isinstance(r.get("medicationReference"), dict):
+        yield r["medicationReference"]
+    med = r.get("medication")
+    if isinstance(med, dict) and isinstance(med.get("reference"), dict):
+        yield med["reference"]
+
+
 def _validate_references(
     entry: Entry, index: ReferenceIndex, source: str, release: str, cache: dict[int, list[Diagnostic]]
 ) -> list[Diagnostic]:
     """Validate bundled Medications that an exposure reads through ``medicationReference``."""
     r = entry.resource
-    refs = []
-    for key in ("medicationReference",):
-        if isinstance(r.get(key), dict):
-            refs.append(r[key])
-    med = r.get("medication")
-    if isinstance(med, dict) and isinstance(med.get("reference"), dict):
-        refs.append(med["reference"])
     out: list[Diagnostic] = []
-    for ref in refs:
+    for ref in _medication_references(r):
         resolved = index.resolve(ref, container=r, from_entry=entry)
         if resolved is None or resolved.entry is None:
             continue  # contained ones were validated with their container

@@ -8,6 +8,7 @@ mention test says "yes" to everything a value set can match, whatever the resour
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import typing
 from typing import Any
@@ -18,11 +19,25 @@ from hypothesis import strategies as st
 
 from careplan_rules import Engine
 from careplan_rules.engine import criteria
-from careplan_rules.fhir.pipeline import SCREENED_TYPES
+from careplan_rules.fhir.normalize.record import MEDICATION_TYPES
+from careplan_rules.fhir.pipeline import SCREENED_TYPES, _mentions
 from careplan_rules.fhir.reader import read_any
+from careplan_rules.fhir.references import ReferenceIndex
 from careplan_rules.terminology.mentions import TermIndex, term_strings
 from careplan_rules.terminology.valueset import CompiledValueSet
-from tests.factories import LOINC, NOW, SNOMED, bundle, fired, iter_examples, kratom, patient, sertraline
+from tests.factories import (
+    LOINC,
+    NOW,
+    bundle,
+    fired,
+    iter_examples,
+    kratom,
+    med_request,
+    med_statement,
+    patient,
+    rx,
+    sertraline,
+)
 
 Resource = dict[str, Any]
 
@@ -54,48 +69,59 @@ def phq9(rid: str = "phq1", **changes: Any) -> Resource:
     return r
 
 
-def test_a_malformed_vital_sign_does_not_stop_the_kratom_warnings(engine: Engine) -> None:
-    broken = heart_rate(status=5, effectiveDateTime="last tuesday")
+def omeprazole(rid: str = "o1", **kw: Any) -> Resource:
+    return med_request(rid, rx("198053", "omeprazole 20 MG Delayed Release Oral Capsule"), **kw)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(heart_rate(status=5, effectiveDateTime="last tuesday"), id="vital sign"),
+        pytest.param(omeprazole(status=5, authored="soon"), id="omeprazole order"),
+    ],
+)
+def test_a_malformed_resource_no_rule_can_read_does_not_stop_the_kratom_warnings(
+    engine: Engine, broken: Resource
+) -> None:
     result = engine.evaluate(bundle(patient(), kratom(), sertraline(), broken), now=NOW)[0]
     assert "kratom-serotonergic" in fired(result)
 
 
+def medication(rid: str, text: str) -> Resource:
+    return {"resourceType": "Medication", "id": rid, "code": {"text": text}}
+
+
+def by_reference(rid: str, target: str, **kw: Any) -> Resource:
+    """A MedicationStatement naming its drug only through ``medicationReference``."""
+    r = med_statement(rid, "x", **kw)
+    del r["medicationCodeableConcept"]
+    r["medicationReference"] = {"reference": target}
+    return r
+
+
 @pytest.mark.parametrize(
-    "resource",
+    ("resources", "code"),
     [
-        pytest.param(phq9(status=5), id="PHQ-9 with a numeric status"),
-        pytest.param(phq9(code={"coding": {"system": LOINC, "code": "44261-6"}}), id="coding as an object"),
+        pytest.param([by_reference("k1", "Medication/m1")], "CPR-F", id="unresolvable medicationReference"),
         pytest.param(
-            {
-                "resourceType": "Condition",
-                "id": "c1",
-                "subject": {"reference": "Patient/p1"},
-                "code": {"coding": [{"system": SNOMED, "code": 35489007}]},
-            },
-            id="depression code as a number",
+            [by_reference("k1", "Medication/m1", status=5), medication("m1", "Kratom capsules")],
+            "CPR-F010",
+            id="a malformed statement of a bundled kratom Medication",
         ),
-        pytest.param(heart_rate(note=[{"text": "also takes kratom"}], status=5), id="term in a note only"),
-        pytest.param(heart_rate(valueCodeableConcept="kratom", status="final"), id="value given as a string"),
+        pytest.param([kratom(status=5)], "CPR-F010", id="a malformed kratom statement"),
         pytest.param(
-            {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}, "code": "Kratom use"},
-            id="Condition code given as a string",
-        ),
-        pytest.param(
-            {
-                "resourceType": "Condition",
-                "id": "c1",
-                "subject": {"reference": "Patient/p1"},
-                "code": {"coding": [{"system": SNOMED, "code": "35489007"}]},
-                "onsetDateTime": "yesterday",
-            },
-            id="depression Condition with a bad date",
+            [omeprazole(authored="soon", note=[{"text": "and kratom"}])],
+            "CPR-F010",
+            id="kratom in the note of an omeprazole order",
         ),
     ],
 )
-def test_a_malformed_resource_that_mentions_the_packs_terms_is_an_error(engine: Engine, resource: Resource) -> None:
-    result = engine.evaluate(bundle(patient(), resource), now=NOW, on_error="collect")[0]
+def test_a_medication_that_may_name_a_listed_drug_is_always_read(
+    engine: Engine, resources: list[Resource], code: str
+) -> None:
+    result = engine.evaluate(bundle(patient(), *resources), now=NOW, on_error="collect")[0]
     assert not result.ok
-    assert any(e.code.startswith("CPR-F") for e in result.errors), [e.render() for e in result.errors]
+    assert any(e.code.startswith(code) for e in result.errors), [e.render() for e in result.errors]
 
 
 def test_explain_reads_the_same_resources_as_evaluate(engine: Engine) -> None:
@@ -108,9 +134,18 @@ def test_explain_reads_the_same_resources_as_evaluate(engine: Engine) -> None:
 
 
 def test_criteria_that_read_screened_types_require_a_value_set() -> None:
-    # a new criterion kind reading Observations or Conditions without a value set would let an
-    # unvalidated resource reach a rule: add it here and drop the type from SCREENED_TYPES
-    assert frozenset({"Observation", "Condition"}) == SCREENED_TYPES
+    # a new criterion kind reading medications, Observations or Conditions without a value set
+    # would let an unvalidated resource reach a rule: drop the type from SCREENED_TYPES then
+    assert frozenset({*MEDICATION_TYPES, "Observation", "Condition"}) == SCREENED_TYPES
+    screened_facts = ("record.exposures", "record.conditions", "record.observations")
+    readers = {
+        name
+        for name, cls in vars(criteria).items()
+        if inspect.isclass(cls)
+        and cls.__module__ == criteria.__name__
+        and any(f in inspect.getsource(cls) for f in screened_facts)
+    }
+    assert readers == {"ExposureCriterion", "ConditionCriterion", "ObservationCriterion"}
     for cls in (criteria.ExposureCriterion, criteria.ConditionCriterion, criteria.ObservationCriterion):
         hints = typing.get_type_hints(cls, vars(criteria))
         assert hints["valueset"] is CompiledValueSet, cls.__name__
@@ -131,17 +166,14 @@ def _matched_refs(engine: Engine, data: Any) -> set[str]:
     return refs
 
 
-def _resources(data: Any) -> dict[str, Resource]:
-    doc = read_any(data, "<input>")
-    return {f"{e.resource_type}/{e.resource.get('id')}": e.resource for e in doc.entries}
-
-
 @pytest.mark.parametrize("path", list(iter_examples()), ids=lambda p: p.name)
 def test_every_screened_resource_a_rule_matched_in_the_examples_is_a_mention(engine: Engine, path: Any) -> None:
-    resources = _resources(path)
+    doc = read_any(path, path.name)
+    index = ReferenceIndex(doc.entries)
+    entries = {index.ref_of(e): e for e in doc.entries}
     for ref in _matched_refs(engine, path):
-        if ref.split("/")[0] in SCREENED_TYPES and ref in resources:
-            assert engine.terms.mentions(resources[ref]), ref
+        if ref.split("/")[0] in SCREENED_TYPES and ref in entries:
+            assert _mentions(entries[ref], index, engine.terms), ref
 
 
 # --- the second half: whatever a value set matches, the index mentions --------------------------
@@ -221,28 +253,70 @@ def conditions(draw: st.DrawFn) -> Resource:
     return r
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(resource=st.one_of(observations(), conditions()))
-def test_whatever_a_value_set_matches_in_a_resource_is_a_mention(resource: Resource) -> None:
-    """Normalise the resource and match every fact against every value set of the pack."""
-    doc = read_any(bundle(patient(), resource), "<input>")
-    prepared = _ENGINE.prepare_input(doc)
-    record = prepared.patients[0].record
-    assert record is not None
-    matched = False
+@st.composite
+def medications(draw: st.DrawFn) -> list[Resource]:
+    """A medication resource of any kind, its drug coded, named, or in a bundled Medication."""
+    kind = draw(st.sampled_from(MEDICATION_TYPES))
+    r: Resource = {"resourceType": kind, "id": "x1", "status": "active", "subject": {"reference": "Patient/p1"}}
+    if kind == "MedicationRequest":
+        r["intent"] = "order"
+    if kind == "MedicationAdministration":
+        r["effectiveDateTime"] = "2026-05-01"
+    extra: list[Resource] = []
+    form = draw(st.sampled_from(["concept", "bundled", "contained"]))
+    if form == "concept":
+        r["medicationCodeableConcept"] = draw(concepts())
+    else:
+        med: Resource = {"resourceType": "Medication", "id": "m1", "code": draw(concepts())}
+        if draw(st.booleans()):
+            med["ingredient"] = [{"itemCodeableConcept": draw(concepts())}]
+        if form == "contained":
+            r["contained"] = [med]
+            r["medicationReference"] = {"reference": "#m1"}
+        else:
+            extra.append(med)
+            r["medicationReference"] = {"reference": "Medication/m1"}
+    if draw(st.booleans()):
+        r["note"] = [{"text": draw(_phrases)}]
+    if draw(st.booleans()):
+        dosage = {"text": draw(_phrases)}
+        if kind == "MedicationAdministration":
+            r["dosage"] = dosage
+        else:
+            r["dosage" if kind == "MedicationStatement" else "dosageInstruction"] = [dosage]
+    return [r, *extra]
+
+
+def _any_value_set_matches(record: Any) -> bool:
     for registry in _ENGINE.ruleset.registries.values():
         for vs in registry:
             for exp in record.exposures:
-                matched = matched or bool(vs.match_medication(exp.medication, exp.notes)[0])
-            for cond in record.conditions:
-                matched = matched or bool(vs.match_concept_codings(cond.codings, cond.texts)[0])
+                if vs.match_medication(exp.medication, exp.notes)[0]:
+                    return True
+            for fact in (*record.conditions, *record.observations):
+                if vs.match_concept_codings(fact.codings, fact.texts)[0]:
+                    return True
             for obs in record.observations:
-                matched = matched or bool(vs.match_concept_codings(obs.codings, obs.texts)[0])
                 for comp in obs.components:
-                    matched = matched or bool(vs.match_concept_codings(comp.codings, ())[0])
-    if matched:
-        assert _ENGINE.terms.mentions(resource), json.dumps(resource)
+                    if vs.match_concept_codings(comp.codings, ())[0]:
+                        return True
+    return False
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(resources=st.one_of(observations().map(lambda r: [r]), conditions().map(lambda r: [r]), medications()))
+def test_whatever_a_value_set_matches_in_a_resource_is_a_mention(resources: list[Resource]) -> None:
+    """Normalise the resource (every fact: tracing) and match it against every value set of the pack."""
+    doc = read_any(bundle(patient(), *resources), "<input>")
+    prepared = _ENGINE.prepare_input(doc, trace=True).patients[0]
+    assert prepared.record is not None, [e.render() for e in prepared.errors]
+    record = prepared.record
+    index = ReferenceIndex(doc.entries)
+    screened = next(e for e in doc.entries if e.resource_type in SCREENED_TYPES)
+    if _any_value_set_matches(record):
+        assert _mentions(screened, index, _ENGINE.terms), json.dumps(resources)
     # the fast walk and the readable one agree
+    resource = resources[0]
     assert _ENGINE.terms.mentions(resource) == any(_ENGINE.terms._hit(s) for s in term_strings(resource))
 
 
