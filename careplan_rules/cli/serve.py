@@ -72,6 +72,7 @@ def command(
     import uvicorn
 
     from careplan_rules.service.app import configure_logging, create_app
+    from careplan_rules.service.protocol import NoDelayHTTPProtocol
     from careplan_rules.service.store import StoreError
 
     configure_logging(config.log_level)
@@ -87,6 +88,7 @@ def command(
         "proxy_headers": True,
         "forwarded_allow_ips": config.forwarded_allow_ips,
         "server_header": False,
+        "http": NoDelayHTTPProtocol,  # a class: older uvicorn releases take only built-in names as strings
     }
     if config.tls_certfile is not None and config.tls_keyfile is not None:
         options["ssl_certfile"] = str(config.tls_certfile)

@@ -149,3 +149,37 @@ def test_a_real_uvicorn_process_serves_discovery_hooks_and_feedback(tmp_path: Pa
         and row["user_id"] == "Practitioner/example"
         and row["client_iss"] == EHR
     )
+
+
+@pytest.mark.slow
+def test_several_worker_processes_serve_the_same_app(tmp_path: Path, pv_body: Body) -> None:
+    """--workers N: uvicorn's supervisor, app_from_env in each worker, our HTTP protocol."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (tmp_path / "service.yaml").write_text(f"public_url: {base}\nfeedback: {{database: feedback.sqlite3}}\n")
+    command = [sys.executable, "-m", "careplan_rules.cli.main", "serve", "--config", str(tmp_path / "service.yaml")]
+    command += ["--port", str(port), "--workers", "2", "--insecure-no-auth"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the service did not start within 90 s"
+                time.sleep(0.2)
+            for _ in range(4):  # keep-alive calls, answered by either worker
+                response = client.post(f"/cds-services/{PV}", json=pv_body())
+                assert response.status_code == 200, response.text
+                assert response.json()["cards"]
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
