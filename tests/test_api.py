@@ -68,7 +68,7 @@ def test_results_shape_and_json(engine: Engine) -> None:
     results = engine.evaluate(DATA, now="2026-06-01")
     doc = json.loads(results.to_json())
     assert doc["engine"] == {"name": "careplan-rules", "version": careplan_rules.__version__}
-    assert doc["packs"] == [{"id": "kratom-safety", "version": "1.0.0"}]
+    assert doc["packs"] == [{"id": "kratom-safety", "version": "1.1.0"}]
     patient_result = results[0]
     assert patient_result.patient == "Patient/p1" and patient_result.ok
     assert json.loads(patient_result.to_json())["patient"] == "Patient/p1"
