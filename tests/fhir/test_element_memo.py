@@ -38,14 +38,26 @@ def plain_errors(resource: Resource, version: str = "R4") -> list[str]:
     return []
 
 
+def request_class() -> type[Any]:
+    cls = model_class("R4", "MedicationRequest")
+    assert cls is not None
+    return cls
+
+
+def learn(memo: ElementMemo, resource: Resource) -> None:
+    """Validate through the memo, as validate_entry does, so it remembers the elements."""
+    cls = request_class()
+    data, unknown = memo.substitute(cls, resource)
+    memo.remember(cls.model_validate(data), unknown)
+
+
 def rendered(resource: Resource, version: str = "R4") -> list[str]:
     return [d.render() for d in validate_entry(Entry(resource, resource["resourceType"]), version, "in.json")]
 
 
 def test_remembered_elements_are_given_to_pydantic_as_instances() -> None:
     memo = ElementMemo()
-    cls = model_class("R4", "MedicationRequest")
-    assert cls is not None
+    cls = request_class()
     first = request("a")
     data, unknown = memo.substitute(cls, first)
     assert data is first and {s[1] for s in unknown} >= {"medicationCodeableConcept", "dosageInstruction", "subject"}
@@ -90,12 +102,8 @@ def test_the_memo_never_accepts_an_element_of_the_wrong_release() -> None:
 
 def test_the_memo_is_bounded() -> None:
     memo = ElementMemo(size=8)
-    cls = model_class("R4", "MedicationRequest")
-    assert cls is not None
     for i in range(50):
-        r = request(f"r{i}", subject={"reference": f"Patient/p{i}"})
-        data, unknown = memo.substitute(cls, r)
-        memo.remember(cls.model_validate(data), unknown)
+        learn(memo, request(f"r{i}", subject={"reference": f"Patient/p{i}"}))
         assert len(memo._known) <= 8
 
 
@@ -124,12 +132,8 @@ def test_threads_share_the_memo_safely() -> None:
 def test_a_product_coding_with_a_different_display_is_a_different_element() -> None:
     # equal JSON only: the memo never guesses that two elements are the same
     memo = ElementMemo()
-    cls = model_class("R4", "MedicationRequest")
-    assert cls is not None
-    a = request("a")
-    data, unknown = memo.substitute(cls, a)
-    memo.remember(cls.model_validate(data), unknown)
+    learn(memo, request("a"))
     b = request("b", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "312941", "display": "x"}]})
-    _, unknown = memo.substitute(cls, b)
+    _, unknown = memo.substitute(request_class(), b)
     assert [s[1] for s in unknown] == ["medicationCodeableConcept"]
     assert json.loads(unknown[0][2]) == b["medicationCodeableConcept"]
