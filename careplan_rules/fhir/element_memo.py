@@ -52,11 +52,16 @@ class ElementMemo:
         unknown: list[Slot] = []
         for key, value in resource.items():
             kind = type(value)
-            if (kind is not dict and kind is not list) or key in _SKIPPED or key[0] == "_" or not value:
+            if (kind is not dict and kind is not list) or not value or key in _SKIPPED:
                 continue
+            if type(key) is not str or key.startswith("_"):
+                continue  # extension siblings, and keys no JSON parser makes: left to the library
             if kind is list and type(value[0]) is not dict:
                 continue  # a list of primitives: cheap to validate
-            slot = (cls, key, _encode(value))
+            try:
+                slot = (cls, key, _encode(value))
+            except (TypeError, ValueError):  # not JSON (an API caller's datetime…): the library says so
+                continue
             found = self._known.get(slot)
             if found is None:
                 unknown.append(slot)

@@ -144,6 +144,8 @@ def term_strings(resource: Mapping[str, Any]) -> Iterator[str]:
 
 
 @functools.lru_cache(maxsize=4096)  # element names are few
-def is_term_key(key: str) -> bool:
-    """Whether strings under ``key`` can be codes or terms."""
+def is_term_key(key: object) -> bool:
+    """Whether strings under ``key`` can be codes or terms (an API caller's odd key is not)."""
+    if not isinstance(key, str):
+        return False
     return key in TERM_KEYS or (key.startswith("value") and len(key) > 5 and not key.endswith(_NOT_TERMS))

@@ -137,3 +137,16 @@ def test_a_product_coding_with_a_different_display_is_a_different_element() -> N
     _, unknown = memo.substitute(request_class(), b)
     assert [s[1] for s in unknown] == ["medicationCodeableConcept"]
     assert json.loads(unknown[0][2]) == b["medicationCodeableConcept"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        pytest.param({"": {"x": 1}}, id="an empty key"),
+        pytest.param({"note": [{"text": object()}]}, id="a value that is not JSON"),
+        pytest.param({"_status": {"extension": []}}, id="an extension sibling"),
+    ],
+)
+def test_odd_shapes_fall_through_to_the_library(odd: dict[str, Any]) -> None:
+    resource = {**request("odd"), **odd}
+    assert bool(rendered(resource)) == bool(plain_errors(resource))  # no crash, the library's verdict
