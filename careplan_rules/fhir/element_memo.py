@@ -87,3 +87,22 @@ class ElementMemo:
                 isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value)
             ):
                 self._known[slot] = value
+
+
+# shared by every validation of the process (a cache of a pure function)
+ELEMENTS = ElementMemo()
+
+
+def valid_by_memo(cls: type[BaseModel], resource: dict[str, Any]) -> bool:
+    """True when ``resource`` validates with remembered elements (and remember its new ones).
+
+    False means "not known valid": validate it as written to get the library's errors.
+    """
+    data, unknown = ELEMENTS.substitute(cls, resource)
+    if data is resource and not unknown:
+        return False  # nothing to gain: no complex elements
+    try:
+        ELEMENTS.remember(cls.model_validate(data), unknown)
+    except (ValueError, TypeError, KeyError, AttributeError):  # ValidationError is a ValueError
+        return False
+    return True

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from careplan_rules.diagnostics import Diagnostic, SourceLocation
-from careplan_rules.fhir.element_memo import ElementMemo
+from careplan_rules.fhir.element_memo import valid_by_memo
 from careplan_rules.fhir.reader import Entry
 from careplan_rules.fhir.version import LEGACY_TYPES
 
@@ -59,10 +59,6 @@ def _describe(err: Any) -> str:
     return f"{msg} (got {shown})"
 
 
-# shared by every evaluation of the process (see element_memo: a cache of a pure function)
-_ELEMENTS = ElementMemo()
-
-
 def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
     """Validate one resource; return one diagnostic per problem (empty when valid)."""
     rt = entry.resource_type
@@ -80,14 +76,9 @@ def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
                 path=entry.path,
             )
         ]
-    data, unknown = _ELEMENTS.substitute(cls, entry.resource)
-    if data is not entry.resource or unknown:
-        try:
-            _ELEMENTS.remember(cls.model_validate(data), unknown)
-            return []
-        except (ValidationError, ValueError, TypeError):
-            pass  # validated again as written below, for the library's own errors and paths
-    try:
+    if valid_by_memo(cls, entry.resource):
+        return []
+    try:  # as written: the library's own errors and paths
         cls.model_validate(entry.resource)
     except ValidationError as exc:
         loc = SourceLocation(source, entry.line)
