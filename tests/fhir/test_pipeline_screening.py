@@ -10,20 +10,23 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 import typing
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import careplan_rules.fhir.normalize as normalize
 from careplan_rules import Engine
 from careplan_rules.engine import criteria
 from careplan_rules.fhir.normalize.record import MEDICATION_TYPES
 from careplan_rules.fhir.pipeline import SCREENED_TYPES, _mentions
 from careplan_rules.fhir.reader import read_any
 from careplan_rules.fhir.references import ReferenceIndex
-from careplan_rules.terminology.mentions import TermIndex, term_strings
+from careplan_rules.terminology.mentions import TermIndex, is_term_key, term_strings
 from careplan_rules.terminology.valueset import CompiledValueSet
 from tests.factories import (
     LOINC,
@@ -358,3 +361,19 @@ def test_containers_built_by_an_api_caller_are_walked_too(engine: Engine) -> Non
     coding = OrderedDict(system=LOINC, code="44261-6")
     assert engine.terms.mentions({"code": OrderedDict(coding=(coding,))})
     assert engine.terms.mentions({"note": ({"text": "kratom"},)})
+
+
+def test_normalisation_reads_text_only_under_keys_the_mention_walk_reads() -> None:
+    # every text a value set can match comes from a text_field(...) call in normalisation; its
+    # path ends with the element read. A new source (say patientInstruction) must be walked too.
+    folder = Path(normalize.__file__).parent
+    tails: dict[str, set[str]] = {}
+    for source in folder.glob("*.py"):
+        for arg in re.findall(r"(?<!def )text_field\(\s*([^,]+),", source.read_text(encoding="utf-8")):
+            literal = re.search(r"""["']([^"']*)["']\s*$""", arg.strip())
+            tail = re.split(r"[.\]]", literal.group(1))[-1] if literal else f"<{arg.strip()}>"
+            tails.setdefault(tail, set()).add(source.name)
+    walked = {t for t in tails if is_term_key(t)}
+    # value[x] strings are read through a variable key ("valueString"), CarePlan texts are not screened
+    assert set(tails) - walked == {"<key>", "title", "description"}, tails
+    assert tails["title"] == tails["description"] == {"clinical.py"}
