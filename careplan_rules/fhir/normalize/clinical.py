@@ -150,19 +150,7 @@ def observation_exposure(ctx: Context, fact: ObservationFact) -> MedicationExpos
     value = fact.value
     if value is None or (not value.codings and not value.texts):
         return None
-    return MedicationExposure(
-        ref=fact.ref,
-        resource_type="Observation",
-        kind="reported",
-        status=fact.status,
-        excluded_reason=fact.excluded_reason,
-        ongoing=False,  # a report is a point in time; it counts within the rule's lookback
-        start=fact.effective,
-        end=fact.effective,
-        recorded=fact.effective,
-        medication=MedicationConcept(value.codings, value.texts, (), "reported"),
-        notes=notes(ctx.entry.resource),
-    )
+    return _point_exposure(ctx, fact, "reported", MedicationConcept(value.codings, value.texts, (), "reported"))
 
 
 def lab_result_exposure(ctx: Context, fact: ObservationFact) -> MedicationExposure | None:
@@ -173,17 +161,26 @@ def lab_result_exposure(ctx: Context, fact: ObservationFact) -> MedicationExposu
         return None
     if _lab_result(ctx.entry.resource) is not True:
         return None
+    return _point_exposure(ctx, fact, "lab-result", MedicationConcept(fact.codings, fact.texts, (), "lab-result"))
+
+
+def _point_exposure(ctx: Context, fact: ObservationFact, kind: str, concept: MedicationConcept) -> MedicationExposure:
+    """An Observation's exposure (``reported``, ``lab-result``) to ``concept`` at its effective time.
+
+    Never ongoing: a report is a point in time and a specimen shows recent use only, so it
+    counts within the rule's lookback.
+    """
     return MedicationExposure(
         ref=fact.ref,
         resource_type="Observation",
-        kind="lab-result",
+        kind=kind,
         status=fact.status,
         excluded_reason=fact.excluded_reason,
-        ongoing=False,  # a specimen shows recent use only; it counts within the rule's lookback
+        ongoing=False,
         start=fact.effective,
         end=fact.effective,
         recorded=fact.effective,
-        medication=MedicationConcept(fact.codings, fact.texts, (), "lab-result"),
+        medication=concept,
         notes=notes(ctx.entry.resource),
     )
 
