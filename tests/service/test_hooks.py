@@ -230,25 +230,21 @@ def test_dstu2_draft_orders_are_named_on_a_card_not_skipped(client: Client, full
     assert "could not run" in card["summary"] and "MedicationOrder" in card["detail"]
 
 
-def test_inferno_order_sign_request_fetches_and_evaluates(tmp_path: Path) -> None:
-    request = read_json(external("cds-hooks", "inferno-crd-test-kit", "order_sign_hook_request.json"))
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        # its draft orders name Patient/1288992 while context.patientId is "example": evaluated as the context's
+        pytest.param("order_sign_hook_request.json", OSIGN, id="order-sign fetches and evaluates"),
+        pytest.param("order_select_hook_request.json", OSEL, id="order-select"),
+    ],
+)
+def test_inferno_requests(tmp_path: Path, name: str, service: str) -> None:
+    request = read_json(external("cds-hooks", "inferno-crd-test-kit", name))
     stub = FhirStub(
         [patient("example")], base=request["fhirServer"], token=request["fhirAuthorization"]["access_token"]
     )
     with running(start(tmp_path, stub=stub)) as c:
-        response = c.post(f"/cds-services/{OSIGN}", json=request)
-    # its draft orders name Patient/1288992 while context.patientId is "example": evaluated as the context's
-    assert response.status_code == 200, response.text
-    assert_valid_response(response.json())
-
-
-def test_inferno_order_select_request(tmp_path: Path) -> None:
-    request = read_json(external("cds-hooks", "inferno-crd-test-kit", "order_select_hook_request.json"))
-    stub = FhirStub(
-        [patient("example")], base=request["fhirServer"], token=request["fhirAuthorization"]["access_token"]
-    )
-    with running(start(tmp_path, stub=stub)) as c:
-        response = c.post(f"/cds-services/{OSEL}", json=request)
+        response = c.post(f"/cds-services/{service}", json=request)
     assert response.status_code == 200, response.text
     assert_valid_response(response.json())
 
