@@ -202,14 +202,14 @@ class Signer:
         return token
 
 
-def start_service(folder: Path, port: int, workers: int, auth: bool) -> subprocess.Popen[bytes]:
+def start_service(folder: Path, port: int, workers: int, processes: int, auth: bool) -> subprocess.Popen[bytes]:
     config = folder / "service.yaml"
     lines = [f"public_url: http://127.0.0.1:{port}", "feedback: {database: feedback.sqlite3}", "log_level: warning"]
     if auth:
         lines += ["auth:", "  issuers:", "    - iss: https://bench.example", "      jwks_file: jwks.json"]
     config.write_text("\n".join(lines) + "\n")
     command = [sys.executable, "-m", "careplan_rules.cli.main", "serve", "--config", str(config)]
-    command += ["--port", str(port), "--workers", str(workers)]
+    command += ["--port", str(port), "--workers", str(workers), "--evaluation-processes", str(processes)]
     if not auth:
         command.append("--insecure-no-auth")
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -228,30 +228,23 @@ def wait_until_up(base: str, process: subprocess.Popen[bytes], timeout: float = 
     raise SystemExit("the service did not start in time")
 
 
-async def drive(
+async def drive_httpx(
     base: str, bodies: list[bytes], tokens: list[str | None], concurrency: int
 ) -> tuple[list[float], float]:
-    """Send every body, ``concurrency`` at a time; latencies in ms and the wall time in s."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(len(bodies)):
-        queue.put_nowait(i)
+    """Send every body with httpx, ``concurrency`` at a time; latencies in ms and the wall time in s."""
+    queue = _queue(len(bodies))
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async def client(http: httpx.AsyncClient) -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+        while (i := _next(queue)) is not None:
             headers = {"content-type": "application/json"}
             if tokens[i] is not None:
                 headers["authorization"] = f"Bearer {tokens[i]}"
             started = time.perf_counter()
             response = await http.post(f"/cds-services/{SERVICE}", content=bodies[i], headers=headers)
             latencies.append((time.perf_counter() - started) * 1000)
-            if response.status_code != 200 or not response.json()["cards"]:
-                raise SystemExit(f"unexpected answer {response.status_code}: {response.text[:300]}")
+            _check(response.status_code, response.content)
 
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
         started = time.perf_counter()
@@ -260,14 +253,92 @@ async def drive(
     return latencies, wall
 
 
+async def drive_raw(
+    base: str, bodies: list[bytes], tokens: list[str | None], concurrency: int
+) -> tuple[list[float], float]:
+    """The same load from a lean HTTP/1.1 keep-alive client (asyncio streams, requests built in
+    advance): a load generator should take as little of the shared CPU as it can, as wrk or
+    h2load would. Every answer is still read in full, parsed and checked."""
+    host, port = base.removeprefix("http://").split(":")
+    queue = _queue(len(bodies))
+    latencies: list[float] = []
+
+    def request(i: int) -> bytes:
+        head = [
+            f"POST /cds-services/{SERVICE} HTTP/1.1",
+            f"host: {host}:{port}",
+            "content-type: application/json",
+            f"content-length: {len(bodies[i])}",
+        ]
+        if tokens[i] is not None:
+            head.append(f"authorization: Bearer {tokens[i]}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + bodies[i]
+
+    requests = [request(i) for i in range(len(bodies))]
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (i := _next(queue)) is not None:
+                started = time.perf_counter()
+                writer.write(requests[i])
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                content = await reader.readexactly(length)
+                latencies.append((time.perf_counter() - started) * 1000)
+                _check(status, content)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+def _queue(n: int) -> asyncio.Queue[int]:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+    return queue
+
+
+def _next(queue: asyncio.Queue[int]) -> int | None:
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return None
+
+
+def _check(status: int, content: bytes) -> None:
+    if status != 200 or not json.loads(content)["cards"]:
+        raise SystemExit(f"unexpected answer {status}: {content[:300]!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400, help="timed concurrent requests (default 400)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--entries", type=int, default=100, help="resources in the prefetch (default 100)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    parser.add_argument(
+        "--evaluation-processes",
+        type=int,
+        default=0,
+        help="evaluation processes per worker (default 0: each worker evaluates in a thread)",
+    )
     parser.add_argument("--auth", action="store_true", help="verify an ES384 JWT on every call")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator: a lean keep-alive client (default) or httpx's AsyncClient (more client CPU)",
+    )
     args = parser.parse_args(argv)
 
     engine = Engine.default()
@@ -296,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         signer = Signer(base, folder) if args.auth else None
-        process = start_service(folder, port, args.workers, args.auth)
+        process = start_service(folder, port, args.workers, args.evaluation_processes, args.auth)
         try:
             wait_until_up(base, process)
             template = {
@@ -311,10 +382,13 @@ def main(argv: list[str] | None = None) -> None:
 
             bodies = [body(i) for i in range(total)]
             tokens = [signer.token() if signer else None for _ in range(total)]
+            drive = drive_raw if args.client == "raw" else drive_httpx
             asyncio.run(drive(base, bodies[:20], tokens[:20], args.concurrency))  # warm-up
             sequential, _ = asyncio.run(drive(base, bodies[20:60], tokens[20:60], 1))
             cpu_before = cpu_seconds(process.pid)
+            client_before = time.process_time()
             latencies, wall = asyncio.run(drive(base, bodies[60:], tokens[60:], args.concurrency))
+            client_cpu_ms = (time.process_time() - client_before) / len(latencies) * 1000
             server_cpu_ms = (cpu_seconds(process.pid) - cpu_before) / len(latencies) * 1000
         finally:
             process.terminate()
@@ -327,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     seq50 = statistics.median(sequential)
     eng50 = statistics.median(engine_ms)
     auth = "ES384 JWT" if args.auth else "off"
-    print(f"machine: {os.cpu_count()} CPUs; service: uvicorn, {args.workers} worker(s), auth {auth}")
+    print(
+        f"machine: {os.cpu_count()} CPUs; service: uvicorn, {args.workers} worker(s) x "
+        f"{args.evaluation_processes} evaluation processes, auth {auth}; client {args.client}"
+    )
     print(f"request: patient-view, {entries} prefetched resources, {len(bodies[0]) / 1024:.0f} KiB body")
     print(f"in-process engine (evaluate_document), median of 50: {eng50:.1f} ms wall, {engine_cpu_ms:.1f} ms CPU")
     print(f"sequential (1 client), median of 40:                {seq50:.1f} ms  ({seq50 / eng50:.2f}x the engine)")
@@ -340,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         f"lower bound on p50 with {args.concurrency} in flight on {os.cpu_count()} cores: "
         f"{args.concurrency * server_cpu_ms / (os.cpu_count() or 1):.0f} ms"
     )
+    print(f"  client CPU per request: {client_cpu_ms:.1f} ms (the load generator shares the machine)")
     print(f"  service capacity bound: {1000 / seq50:.1f} requests/s per busy core (1000 / sequential median)")
 
 

@@ -25,7 +25,13 @@ HINT = "careplan-rules serve needs the service extra: pip install 'careplan-rule
     "--rules", "rules", multiple=True, type=click.Path(), help="Rule pack folder (repeatable). Default: bundled pack."
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML configuration file.")
-@click.option("--workers", type=int, help="Worker processes (default 1, or the config's workers).")
+@click.option("--workers", type=int, help="uvicorn worker processes (default 1, or the config's workers).")
+@click.option(
+    "--evaluation-processes",
+    type=int,
+    help="Processes evaluating calls from one queue, per worker (default 0: a thread of the worker). "
+    "On N cores: --workers 1 --evaluation-processes N.",
+)
 @click.option(
     "--backend",
     type=click.Choice(["python", "durable"]),
@@ -43,6 +49,7 @@ def command(
     rules: tuple[str, ...],
     config_file: str | None,
     workers: int | None,
+    evaluation_processes: int | None,
     backend: str | None,
     insecure_no_auth: bool,
 ) -> None:
@@ -63,6 +70,7 @@ def command(
         host=host,
         port=port,
         workers=workers,
+        evaluation_processes=evaluation_processes,
         backend=backend,
         rules=[str(Path(r)) for r in rules] or None,
         insecure_no_auth=insecure_no_auth or None,
@@ -77,7 +85,9 @@ def command(
 
     configure_logging(config.log_level)
     try:
-        app = create_app(config)  # loads rules, keys and the database now: errors are one line, before listening
+        app = create_app(
+            config, freeze_heap=True
+        )  # loads rules, keys and the database now: errors are one line, before listening
     except StoreError as exc:
         echo_error(f"{exc.path}: error CPR-S002: {exc.reason}")
         raise CliExit(EXIT_INPUT) from None

@@ -100,7 +100,13 @@ class ServiceConfig(_Settings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes")
+    evaluation_processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="processes that evaluate calls for each worker, from one queue; 0 = a thread of the worker",
+    )
     public_url: str | None = Field(
         default=None,
         description="base URL clients call (e.g. https://cds.example.org); JWT 'aud' is checked against it",
@@ -159,7 +165,8 @@ class ServiceConfig(_Settings):
         """Refuse configurations that would start an open or broken service.
 
         Raises:
-            ConfigError: authentication on without a trusted issuer, or half a TLS pair.
+            ConfigError: authentication on without a trusted issuer, half a TLS pair, or
+                evaluation processes with the durable backend.
         """
         if not self.auth.insecure_no_auth and not self.auth.issuers:
             raise ConfigError(
@@ -168,6 +175,11 @@ class ServiceConfig(_Settings):
             )
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ConfigError("tls_certfile and tls_keyfile must be given together")
+        if self.evaluation_processes and self.backend == "durable":
+            raise ConfigError(
+                "evaluation_processes cannot be combined with backend: durable, which evaluates in its own "
+                "processes already (durable_workers)"
+            )
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -55,6 +55,10 @@ class ServiceError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
         super().__init__(self.issues[0].message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # crosses from an evaluation process to the service (pickle would call __init__ with the message)
+        return (type(self), (self.status, self.issues, self.headers))
+
     @classmethod
     def single(
         cls, status: int, code: str, message: str, expression: Sequence[str] = (), diagnostics: str | None = None

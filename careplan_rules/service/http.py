@@ -38,6 +38,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     Raises:
         ServiceError: 415 (not JSON), 413 (too large), 400 (empty or malformed).
     """
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body of a request that says it is JSON (or says nothing).
+
+    Raises:
+        ServiceError: 415 (another content type), 413 (too large), 400 (empty).
+    """
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # a missing Content-Type is tolerated (curl, some clients); a declared non-JSON type is not
     if media and media not in JSON_TYPES and not media.endswith("+json"):
@@ -56,6 +65,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         raise ServiceError.single(400, "required", "the request body is empty; a JSON object is expected")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body.
+
+    Raises:
+        ServiceError: 400 (malformed JSON, not UTF-8, NaN/Infinity, nested too deeply).
+    """
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -67,6 +85,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     except (ValueError, RecursionError) as exc:
         message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise ServiceError.single(400, "structure", f"malformed JSON: {message}") from None
+
+
+def render_json(content: Any) -> bytes:
+    """A JSON response body, exactly as Starlette's JSONResponse renders one."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 def outcome_response(status: int, issues: tuple[Issue, ...], headers: dict[str, str] | None = None) -> JSONResponse:

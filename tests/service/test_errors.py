@@ -197,12 +197,12 @@ def test_unknown_service_method_and_path(client: Client) -> None:
 def test_unexpected_errors_are_a_500_outcome_without_the_message(
     client: Client, pv_body: Body, pv_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import careplan_rules.service.app as app_module
+    import careplan_rules.service.calls as calls_module
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("Kratom powder 3 g for Jane Doe")
 
-    monkeypatch.setattr(app_module, "gather", boom)
+    monkeypatch.setattr(calls_module, "gather", boom)
     issues = outcome(client.post(pv_url, json=pv_body()), 500)
     assert issues[0]["code"] == "exception"
     assert "Jane" not in caplog.text and "RuntimeError" in caplog.text

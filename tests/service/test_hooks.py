@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from careplan_rules.engine.backends.durable import import_problem
-from careplan_rules.service.app import _engine as service_engine
+from careplan_rules.service.evaluators import engine_for as service_engine
 from tests.factories import (
     RXNORM,
     bundle,

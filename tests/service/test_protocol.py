@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -36,7 +37,11 @@ def test_a_connection_accepted_on_a_proto_0_listener_gets_tcp_nodelay() -> None:
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
                 config = uvicorn.Config(app=lambda scope, receive, send: None, log_level="warning")
-                protocol = NoDelayHTTPProtocol(config=config, server_state=ServerState(), app_state={})
-                protocol.connection_made(Transport(accepted))
+                loop = asyncio.new_event_loop()  # its own: another test may have closed the default one
+                try:
+                    protocol = NoDelayHTTPProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+                    protocol.connection_made(Transport(accepted))
+                finally:
+                    loop.close()
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
                 assert client.fileno() >= 0

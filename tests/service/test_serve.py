@@ -145,15 +145,47 @@ def test_a_real_uvicorn_process_serves_discovery_hooks_and_feedback(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_several_worker_processes_serve_the_same_app(tmp_path: Path, pv_body: Body) -> None:
-    """--workers N: uvicorn's supervisor, app_from_env in each worker, our HTTP protocol."""
+@pytest.mark.parametrize(
+    ("processes", "evaluating"),
+    [
+        (("--workers", "2"), 0),
+        (("--evaluation-processes", "2"), 2),
+        (("--workers", "2", "--evaluation-processes", "1"), 2),  # one pool per worker
+    ],
+    ids=["uvicorn-workers", "evaluation-processes", "both"],
+)
+def test_several_processes_serve_the_same_app(
+    tmp_path: Path, pv_body: Body, processes: tuple[str, ...], evaluating: int
+) -> None:
+    """--workers N: uvicorn's supervisor, app_from_env in each worker, our HTTP protocol;
+    --evaluation-processes N: the pool behind each worker, stopped with the service."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     (tmp_path / "service.yaml").write_text(f"public_url: {base}\nfeedback: {{database: feedback.sqlite3}}\n")
     command = [sys.executable, "-m", "careplan_rules.cli.main", "serve", "--config", str(tmp_path / "service.yaml")]
-    command += ["--port", str(port), "--workers", "2", "--insecure-no-auth"]
+    command += ["--port", str(port), *processes, "--insecure-no-auth"]
     with serving(command, base) as client:
-        for _ in range(4):  # keep-alive calls, answered by either worker
+        for _ in range(4):  # keep-alive calls, answered by either worker or process
             response = client.post(f"/cds-services/{PV}", json=pv_body())
             assert response.status_code == 200, response.text
             assert response.json()["cards"]
+        evaluators = _evaluation_processes()
+    assert len(evaluators) == evaluating
+    deadline = time.monotonic() + 20
+    while _evaluation_processes() & evaluators and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _evaluation_processes() & evaluators, "evaluation processes outlived the service"
+
+
+def _evaluation_processes() -> set[int]:
+    """Pids of running evaluation processes (Linux /proc; empty elsewhere)."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"careplan_rules.service.evaluation_process" in (entry / "cmdline").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.add(int(entry.name))
+        except OSError:
+            continue
+    return found

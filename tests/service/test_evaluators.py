@@ -1,0 +1,174 @@
+"""Where calls are evaluated: on the event loop (default) or in a pool of evaluation processes.
+
+The pool tests start real processes (a few seconds each), so one pool serves most of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from careplan_rules import Engine
+from careplan_rules.service.app import create_app
+from careplan_rules.service.calls import run_without_io
+from careplan_rules.service.config import ConfigError
+from careplan_rules.service.evaluators import (
+    EvaluationProcessError,
+    InlineEvaluator,
+    ProcessEvaluator,
+    ThreadEvaluator,
+    _Process,
+)
+from tests.factories import kratom, patient, sertraline
+from tests.service.helpers import FHIR, PV, Client, FhirStub, make_config, running, start
+
+Body = Callable[..., dict[str, Any]]
+NOW = 1_780_000_000.0  # a fixed clock: both apps stamp the same times on the same cards
+
+
+@pytest.fixture(scope="module")
+def pool_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Any]]:
+    """A service evaluating in 2 processes, and its app (to reach the evaluator)."""
+    stub = FhirStub(resources=[patient(), kratom(), sertraline()])
+    app = start(tmp_path_factory.mktemp("pool"), stub=stub, clock=lambda: NOW, evaluation_processes=2)
+    with running(app) as client:
+        yield client, app
+
+
+def test_the_python_backend_evaluates_on_the_event_loop_and_durable_in_a_thread(tmp_path: Path) -> None:
+    assert isinstance(start(tmp_path).state.service.evaluator, InlineEvaluator)
+    durable = start(tmp_path, backend="durable").state.service.evaluator
+    assert isinstance(durable, ThreadEvaluator)
+
+
+@pytest.mark.slow
+def test_processes_answer_exactly_as_the_service_process(
+    pool_client: tuple[Client, Any], tmp_path: Path, pv_body: Body
+) -> None:
+    client, _ = pool_client
+    with running(start(tmp_path, clock=lambda: NOW)) as inline:
+        for body in (pv_body(), pv_body(patient(), sertraline()), pv_body(patient())):
+            here = inline.post(f"/cds-services/{PV}", json=body)
+            there = client.post(f"/cds-services/{PV}", json=body)
+            assert there.status_code == here.status_code == 200
+            assert there.content == here.content  # the same bytes, not only the same cards
+    assert json.loads(here.content) == {"cards": []}
+
+
+@pytest.mark.slow
+def test_errors_found_in_a_process_are_the_same_outcomes(pool_client: tuple[Client, Any], pv_body: Body) -> None:
+    client, _ = pool_client
+    malformed = client.post(f"/cds-services/{PV}", content=b'{"hook": ', headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and "line 1, column" in malformed.text
+    other = pv_body()
+    other["prefetch"]["patient"] = patient("someone-else")
+    assert client.post(f"/cds-services/{PV}", json=other).status_code == 400
+    no_hook = client.post(f"/cds-services/{PV}", json={**pv_body(), "hook": 7})
+    assert no_hook.status_code == 400 and "hook" in no_hook.text
+
+
+@pytest.mark.slow
+def test_data_to_fetch_is_gathered_here_and_evaluated_there(pool_client: tuple[Client, Any]) -> None:
+    client, _ = pool_client
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "5e0b1b6c-51d4-4bd5-9ae9-1c9f0a1c3c0e",
+        "context": {"userId": "Practitioner/example", "patientId": "p1"},
+        "fhirServer": FHIR,
+        "fhirAuthorization": {
+            "access_token": "fhir-token-123",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "careplan-rules",
+        },
+    }
+    response = client.post(f"/cds-services/{PV}", json=body)
+    assert response.status_code == 200, response.text
+    assert "kratom-serotonergic" in {_rule(c) for c in response.json()["cards"]}
+
+
+@pytest.mark.slow
+def test_a_process_found_dead_is_replaced_before_it_is_given_a_call(
+    pool_client: tuple[Client, Any], pv_body: Body
+) -> None:
+    client, app = pool_client
+    evaluator = app.state.service.evaluator
+    assert isinstance(evaluator, ProcessEvaluator)
+    killed = evaluator.pids()
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not all(p.child.returncode is not None for p in evaluator._processes if p) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the event loop notices the exits
+    for _ in range(3):
+        cards = client.post(f"/cds-services/{PV}", json=pv_body()).json()["cards"]
+        assert any(_rule(c) == "kratom-serotonergic" for c in cards)
+    assert not set(killed) & set(evaluator.pids())
+
+
+class _Dying:
+    """Stands in for an evaluation process that dies during the call it is given."""
+
+    child = type("Child", (), {"pid": 0, "returncode": None})()
+
+    async def ask(self, _job: Any) -> Any:
+        raise EvaluationProcessError("the evaluation process ended (IncompleteReadError)")
+
+    async def stop(self) -> None:
+        return None
+
+
+def test_a_process_that_dies_during_a_call_costs_that_call_a_card(
+    tmp_path: Path, pv_body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def dying(_config_json: str) -> Any:
+        return _Dying()
+
+    monkeypatch.setattr(_Process, "start", staticmethod(dying))
+    with running(start(tmp_path, evaluation_processes=1)) as client:
+        for _ in range(2):  # the replacement dies too: every call still gets an answer
+            cards = client.post(f"/cds-services/{PV}", json=pv_body()).json()["cards"]
+            assert len(cards) == 1 and cards[0]["summary"].startswith("Medication safety rules could not run")
+    assert "during a call" in caplog.text
+
+
+def _rule(card: dict[str, Any]) -> str | None:
+    finding: dict[str, Any] = card.get("extension", {}).get("org.careplan-rules.finding", {})
+    return finding.get("rule")
+
+
+def test_processes_need_the_engine_from_the_configuration(tmp_path: Path, engine: Engine) -> None:
+    with pytest.raises(ConfigError, match="evaluation_processes"):
+        create_app(make_config(tmp_path, auth={"insecure_no_auth": True}, evaluation_processes=2), engine=engine)
+    with pytest.raises(ConfigError, match="durable"):
+        make_config(
+            tmp_path, auth={"insecure_no_auth": True}, evaluation_processes=2, backend="durable"
+        ).check_startable()
+
+
+@pytest.mark.slow
+def test_a_process_that_cannot_start_says_why() -> None:
+    with pytest.raises(EvaluationProcessError, match="ConfigError"):
+        asyncio.run(_Process.start("not a configuration"))
+
+
+def test_gathering_without_a_client_must_not_wait() -> None:
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="waited"):
+        run_without_io(waits())
+
+    async def returns() -> int:
+        return 3
+
+    assert run_without_io(returns()) == 3
