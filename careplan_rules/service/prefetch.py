@@ -120,8 +120,12 @@ def foreign_patient(resource: Mapping[str, Any], patient_id: str) -> str | None:
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
         return rid if isinstance(rid, str) and rid and rid != patient_id else None
+    own = f"Patient/{patient_id}"
     for name in PATIENT_FIELDS:
-        other = patient_id_of(resource.get(name))
+        value = resource.get(name)
+        if value is None or (isinstance(value, dict) and value.get("reference") == own):
+            continue  # the common cases, without the pattern: absent, or the context patient
+        other = patient_id_of(value)
         if other is not None and other != patient_id:
             return other
     return None

@@ -85,8 +85,22 @@ class TermIndex:
     # Mapping cost more than the rest. Subclasses of dict and list (an API caller's
     # OrderedDict) and tuples are walked too: normalisation would read them.
     def _dict_mentions(self, node: Mapping[str, Any]) -> bool:
-        for key, value in node.items():  # noqa: SIM110 - any() over a generator is slower here
-            if self._value_mentions(key, value):
+        # exact-type tests first: plain strings and dicts are nearly every value; anything else
+        # (lists, numbers, subclasses) takes the general path
+        memo = self._memo
+        for key, value in node.items():
+            kind = type(value)
+            if kind is str:
+                if is_term_key(key):
+                    found = memo.get(value)
+                    if found is None:
+                        found = self._hit(value)
+                    if found:
+                        return True
+            elif kind is dict:
+                if self._dict_mentions(value):
+                    return True
+            elif self._value_mentions(key, value):
                 return True
         return False
 
