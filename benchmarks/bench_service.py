@@ -1,7 +1,8 @@
 """Benchmark: the CDS Hooks service under concurrent load, on loopback.
 
 usage: python benchmarks/bench_service.py [--requests N] [--concurrency C] [--entries E]
-                                          [--workers W] [--auth] [--port P]
+                                          [--workers W] [--evaluation-processes P] [--auth]
+                                          [--client raw|httpx] [--port P]
 
 Starts ``careplan-rules serve`` (uvicorn) in a child process on 127.0.0.1, with
 ``--insecure-no-auth`` or, with ``--auth``, a freshly generated ES384 key that the client signs
@@ -12,10 +13,13 @@ each call with its own hookInstance. Figures printed, all from this run:
 
 * in-process engine time for the same data (``Engine.evaluate_document``): the floor;
 * sequential latency (1 client): engine + HTTP + request checks + card building + SQLite;
-* latency p50/p90/p99/max and requests/s with ``--concurrency`` clients (async httpx) for a
-  bounded number of requests, and p99 against the 50 ms target;
-* the server's CPU time per request (from /proc, so it does not depend on how much CPU other
-  processes took meanwhile) against the engine's CPU time: the service's own overhead.
+* latency p50/p90/p99/max and requests/s with ``--concurrency`` keep-alive clients for a
+  bounded number of requests, and p99 against the 50 ms target; the clients are a lean asyncio
+  HTTP/1.1 client (``--client raw``, the default, ~1 ms of CPU per call, as wrk or h2load would
+  be) or httpx's AsyncClient (``--client httpx``, ~4-5 ms per call taken from the server's cores);
+* the server's CPU time per request (from /proc, the service and its evaluation processes, so
+  it does not depend on how much CPU other processes took meanwhile) against the engine's CPU
+  time, and the client's CPU time per request.
 
 The client runs on the same machine and takes CPU from the server; the machine may deliver
 less than its nominal cores (research/fhir-perf-scale.md caveat), so compare ratios.
@@ -152,9 +156,10 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its children, from /proc (Linux; 0 elsewhere)."""
+    """CPU time (user + system) of a process and all its descendants, from /proc (Linux; 0 elsewhere)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total = 0.0
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
         if not entry.name.isdigit():
             continue
@@ -162,10 +167,17 @@ def cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
-        if int(entry.name) == pid or ppid == pid:
-            total += (utime + stime) / tick
-    return total
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+
+    def descends(p: int) -> bool:
+        while p > 1:
+            if p == pid:
+                return True
+            p = parent.get(p, 0)
+        return False
+
+    return sum(seconds for p, seconds in used.items() if descends(p))
 
 
 def percentile(values: list[float], p: float) -> float:
