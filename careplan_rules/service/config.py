@@ -105,7 +105,13 @@ class ServiceConfig(_Settings):
         default=0,
         ge=0,
         le=64,
-        description="processes that evaluate calls for each worker, from one queue; 0 = a thread of the worker",
+        description="processes that evaluate calls for each worker, from one queue; 0 = the worker's event loop",
+    )
+    evaluation_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="an evaluation process that has not answered a call by then is killed and replaced; "
+        "the call gets a could-not-evaluate card",
     )
     public_url: str | None = Field(
         default=None,

@@ -197,9 +197,13 @@ class _Process:
             raise EvaluationProcessError(f"the evaluation process ended ({type(exc).__name__})") from None
         return pickle.loads(payload)
 
-    async def stop(self) -> None:
+    async def stop(self, *, kill: bool = False) -> None:
+        """End the process: close its input (it returns from main), or kill it (it may be stuck)."""
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                self.child.kill()
         with contextlib.suppress(ProcessLookupError, ConnectionError):
-            self.stdin.close()  # end of input: the process returns from main
+            self.stdin.close()
         try:
             await asyncio.wait_for(self.child.wait(), STOP_TIMEOUT)
         except TimeoutError:
@@ -268,13 +272,14 @@ class ProcessEvaluator:
                     if current is None:
                         continue
                 try:
-                    answer = await current.ask(job)
-                except EvaluationProcessError as exc:
-                    log.error("%s during a call; it gets a could-not-evaluate card; starting another", exc)
+                    answer = await asyncio.wait_for(current.ask(job), self.config.evaluation_timeout_seconds)
+                except Exception as exc:  # died, hung, or sent something unreadable: never a hung call
+                    problem = _describe(exc, self.config.evaluation_timeout_seconds)
+                    log.error("%s during a call; it gets a could-not-evaluate card; starting another", problem)
                     if not reply.done():
-                        reply.set_exception(exc)
+                        reply.set_exception(problem)
                     self._processes[slot] = None
-                    await current.stop()
+                    await current.stop(kill=True)
                     continue
                 if not reply.done():
                     reply.set_result(answer)
@@ -286,10 +291,11 @@ class ProcessEvaluator:
     async def _replacement(self, reply: asyncio.Future[Any]) -> _Process | None:
         try:
             return await _Process.start(self._config_json)
-        except EvaluationProcessError as exc:
-            log.error("%s; the call gets a could-not-evaluate card", exc)
+        except Exception as exc:  # e.g. OSError: no process could be spawned
+            problem = _describe(exc, START_TIMEOUT)
+            log.error("%s; the call gets a could-not-evaluate card", problem)
             if not reply.done():
-                reply.set_exception(exc)
+                reply.set_exception(problem)
             return None
 
     async def answer_body(
@@ -338,6 +344,14 @@ class ProcessEvaluator:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
         self._runners = []
+
+
+def _describe(exc: BaseException, timeout: float) -> EvaluationProcessError:
+    if isinstance(exc, EvaluationProcessError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return EvaluationProcessError(f"an evaluation process did not answer within {timeout:g} s")
+    return EvaluationProcessError(f"an evaluation process failed ({type(exc).__name__})")
 
 
 def evaluator_for(config: ServiceConfig, engine: Engine, *, injected_engine: bool) -> Evaluator:

@@ -115,30 +115,73 @@ def test_a_process_found_dead_is_replaced_before_it_is_given_a_call(
     assert not set(killed) & set(evaluator.pids())
 
 
-class _Dying:
-    """Stands in for an evaluation process that dies during the call it is given."""
+class _Failing:
+    """Stands in for an evaluation process that fails the call it is given in ``how``."""
 
-    child = type("Child", (), {"pid": 0, "returncode": None})()
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.child = type("Child", (), {"pid": 0, "returncode": None})()
+        self.killed = False
 
     async def ask(self, _job: Any) -> Any:
+        if self.how == "hangs":
+            await asyncio.sleep(3600)
+        if self.how == "garbles":  # e.g. an answer that does not unpickle
+            raise ValueError("unreadable answer")
         raise EvaluationProcessError("the evaluation process ended (IncompleteReadError)")
 
-    async def stop(self) -> None:
-        return None
+    async def stop(self, *, kill: bool = False) -> None:
+        self.killed = kill
 
 
-def test_a_process_that_dies_during_a_call_costs_that_call_a_card(
-    tmp_path: Path, pv_body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("how", "logged"),
+    [
+        ("dies", "ended (IncompleteReadError) during a call"),
+        ("hangs", "did not answer within 0.2 s"),
+        ("garbles", "failed (ValueError)"),
+    ],
+)
+def test_a_process_that_fails_a_call_costs_that_call_a_card_never_a_hang(
+    tmp_path: Path,
+    pv_body: Body,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+    logged: str,
 ) -> None:
-    async def dying(_config_json: str) -> Any:
-        return _Dying()
+    started: list[_Failing] = []
 
-    monkeypatch.setattr(_Process, "start", staticmethod(dying))
-    with running(start(tmp_path, evaluation_processes=1)) as client:
-        for _ in range(2):  # the replacement dies too: every call still gets an answer
+    async def failing(_config_json: str) -> Any:
+        started.append(_Failing(how))
+        return started[-1]
+
+    monkeypatch.setattr(_Process, "start", staticmethod(failing))
+    with running(start(tmp_path, evaluation_processes=1, evaluation_timeout_seconds=0.2)) as client:
+        for _ in range(2):  # the replacement fails too: every call still gets an answer
             cards = client.post(f"/cds-services/{PV}", json=pv_body()).json()["cards"]
             assert len(cards) == 1 and cards[0]["summary"].startswith("Medication safety rules could not run")
-    assert "during a call" in caplog.text
+    assert logged in caplog.text
+    assert len(started) == 2 and all(p.killed for p in started)  # failed ones are killed, not waited for
+
+
+def test_a_process_that_cannot_be_replaced_costs_the_call_a_card(
+    tmp_path: Path, pv_body: Body, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts: list[int] = []
+
+    async def first_dies_then_no_spawn(_config_json: str) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            return _Failing("dies")
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(_Process, "start", staticmethod(first_dies_then_no_spawn))
+    with running(start(tmp_path, evaluation_processes=1)) as client:
+        for _ in range(2):
+            cards = client.post(f"/cds-services/{PV}", json=pv_body()).json()["cards"]
+            assert cards[0]["summary"].startswith("Medication safety rules could not run")
+    assert "failed (OSError); the call gets a could-not-evaluate card" in caplog.text
 
 
 def _rule(card: dict[str, Any]) -> str | None:
