@@ -9,8 +9,10 @@ Endpoints::
 
 Every non-2xx answer is a FHIR OperationOutcome. The app holds no clinical logic: the same
 :class:`~careplan_rules.api.Engine` as the CLI evaluates, :mod:`careplan_rules.outputs.cards`
-renders. Blocking work (evaluation, SQLite) runs in worker threads; the engine is immutable and
-shared. ``create_app`` is for embedding and tests; ``app_from_env`` is the factory uvicorn
+renders. A call's CPU work (parsing, evaluation, cards) runs where the configured evaluator
+puts it (:mod:`careplan_rules.service.evaluators`: the event loop, or a pool of evaluation
+processes); the service process keeps HTTP, authentication, fetching from the client's FHIR
+server and the feedback store. ``create_app`` is for embedding and tests; ``app_from_env`` is the factory uvicorn
 workers start from (``careplan-rules serve`` puts the resolved configuration in the environment).
 """
 
