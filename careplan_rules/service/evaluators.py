@@ -14,18 +14,22 @@ patient-view call, on 2 cores; benchmarks/bench_service.py):
   connections one process happened to accept queue behind each other while another core
   idles (one process got 1 of 8 connections and answered in 29 ms on average; the other 7,
   98-137 ms). ``evaluation_processes: N`` (:class:`ProcessEvaluator`) keeps one service
-  process for HTTP, authentication and data gathering and hands each evaluation to the next
-  free process of a pool: one queue, first come first served, whatever the connection.
+  process for HTTP, authentication and fetching, and hands each call to the next free
+  process of a pool: one queue, first come first served, whatever the connection.
 
 The pool's processes (:mod:`careplan_rules.service.evaluation_process`) build their engine
-from the service's configuration. They talk over their stdin/stdout pipes, read and written
-by the event loop itself: ``concurrent.futures.ProcessPoolExecutor`` was tried first, and its
-two helper threads in the service process brought the GIL hand-offs back (the service process
-spent 10.7 ms of CPU per call on HTTP, gathering and handing over). They receive only what
-evaluation needs: the call without its prefetch, context or ``fhirAuthorization`` token, the
-gathered resources and the evaluation time. A process that dies (out of memory, a crash in a
-native library) costs the call it was running a "could not evaluate" card, never an empty
-answer, and is replaced.
+from the service's configuration and do a call's CPU work (:mod:`careplan_rules.service.calls`:
+parse, take the data from the prefetch, evaluate, render). They get the request body as
+received (it can hold the ``fhirAuthorization`` token; they do no network I/O and log no
+data); when data must be fetched, the service process fetches it and hands over the call
+without its prefetch, context or token, and the gathered resources. They talk over their
+stdin/stdout pipes, read and written by the event loop itself:
+``concurrent.futures.ProcessPoolExecutor`` was tried first, and its two helper threads in the
+service process brought the GIL hand-offs back (measured: the service process spent 10.7 ms
+of CPU per call with it, 8.4 ms with these pipes while it still parsed and gathered, about
+2 ms now that the processes do that too). A process that dies (out of memory, a crash in a native library), hangs
+past ``evaluation_timeout_seconds`` or answers garbage costs the call it was running a "could
+not evaluate" card, never an empty answer or a hung call, and is replaced.
 """
 
 from __future__ import annotations
