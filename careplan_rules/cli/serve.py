@@ -29,7 +29,7 @@ HINT = "careplan-rules serve needs the service extra: pip install 'careplan-rule
 @click.option(
     "--evaluation-processes",
     type=int,
-    help="Processes evaluating calls from one queue, per worker (default 0: a thread of the worker). "
+    help="Processes evaluating calls from one queue, per worker (default 0: the worker evaluates them itself). "
     "On N cores: --workers 1 --evaluation-processes N.",
 )
 @click.option(
@@ -79,15 +79,15 @@ def command(
 
     import uvicorn
 
-    from careplan_rules.service.app import configure_logging, create_app
+    from careplan_rules.service.app import create_app
+    from careplan_rules.service.logs import configure_logging
     from careplan_rules.service.protocol import NoDelayHTTPProtocol
     from careplan_rules.service.store import StoreError
 
     configure_logging(config.log_level)
     try:
-        app = create_app(
-            config, freeze_heap=True
-        )  # loads rules, keys and the database now: errors are one line, before listening
+        # loads rules, keys and the database now: errors are one line, before listening
+        app = create_app(config, freeze_heap=True)
     except StoreError as exc:
         echo_error(f"{exc.path}: error CPR-S002: {exc.reason}")
         raise CliExit(EXIT_INPUT) from None

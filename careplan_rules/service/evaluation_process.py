@@ -54,12 +54,12 @@ def main() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     source = sys.stdin.buffer
     try:
-        from careplan_rules.service.app import configure_logging
         from careplan_rules.service.calls import answer_body, answer_gathered
         from careplan_rules.service.config import from_json
         from careplan_rules.service.discovery import build_services
         from careplan_rules.service.evaluation import warm_up
         from careplan_rules.service.evaluators import engine_for
+        from careplan_rules.service.logs import configure_logging
 
         config = from_json(read_frame(source) or "")
         configure_logging(config.log_level)
