@@ -2,14 +2,16 @@
 
 usage: python benchmarks/bench_service.py [--requests N] [--concurrency C] [--entries E]
                                           [--workers W] [--evaluation-processes P] [--auth]
-                                          [--client raw|httpx] [--port P]
+                                          [--client raw|httpx] [--distinct] [--port P]
 
 Starts ``careplan-rules serve`` (uvicorn) in a child process on 127.0.0.1, with
 ``--insecure-no-auth`` or, with ``--auth``, a freshly generated ES384 key that the client signs
 every call with (tokens are minted before the timed run, so the client's signing cost is not
 counted). The request is a patient-view call whose prefetch holds about ``--entries`` resources
 (kratom, a serotonergic drug, other medications, observations and conditions of one patient),
-each call with its own hookInstance. Figures printed, all from this run:
+each call with its own hookInstance; with ``--distinct`` each call is another patient's
+(other ids, dates and values), so nothing the service remembers from call to call helps more
+than it would with real traffic. Figures printed, all from this run:
 
 * in-process engine time for the same data (``Engine.evaluate_document``): the floor;
 * sequential latency (1 client): engine + HTTP + request checks + card building + SQLite;
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,30 @@ def synthetic_record(entries: int) -> list[dict[str, Any]]:
             )
         i += 1
     return out
+
+
+def another_patient(record: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The record as patient number ``n`` would have it: other ids, dates and measured values
+    (codes and drug names recur from patient to patient, as they do in an EHR)."""
+    shift = timedelta(days=n % 365)
+
+    def rewrite(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: rewrite(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rewrite(v, key) for v in node]
+        if key == "id" and isinstance(node, str):
+            return f"{node}-{n}"
+        if key == "reference" and isinstance(node, str):
+            return f"{node}-{n}"
+        if key in ("effectiveDateTime", "authoredOn", "birthDate") and isinstance(node, str):
+            moment = datetime.fromisoformat(node[:10]) - shift
+            return moment.date().isoformat() + node[10:]
+        if key == "value" and isinstance(node, int | float):
+            return node + n % 7
+        return node
+
+    return [rewrite(r) for r in record]
 
 
 def prefetch_for(engine: Engine, record: list[dict[str, Any]]) -> dict[str, Any]:
@@ -343,6 +369,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="evaluation processes per worker (default 0: each worker evaluates in a thread)",
     )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="a different patient in every call (ids, dates, values; codes and names recur), "
+        "instead of the same record each time",
+    )
     parser.add_argument("--auth", action="store_true", help="verify an ES384 JWT on every call")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
@@ -382,15 +414,19 @@ def main(argv: list[str] | None = None) -> None:
         process = start_service(folder, port, args.workers, args.evaluation_processes, args.auth)
         try:
             wait_until_up(base, process)
-            template = {
-                "hook": "patient-view",
-                "context": {"userId": "Practitioner/bench", "patientId": "p1"},
-                "prefetch": prefetch,
-            }
             total = args.requests + 60
 
             def body(i: int) -> bytes:
-                return json.dumps({**template, "hookInstance": str(uuid.UUID(int=i + 1))}).encode()
+                call = {
+                    "hook": "patient-view",
+                    "hookInstance": str(uuid.UUID(int=i + 1)),
+                    "context": {"userId": "Practitioner/bench", "patientId": "p1"},
+                    "prefetch": prefetch,
+                }
+                if args.distinct:
+                    call["context"]["patientId"] = f"p1-{i}"
+                    call["prefetch"] = prefetch_for(engine, another_patient(record, i))
+                return json.dumps(call).encode()
 
             bodies = [body(i) for i in range(total)]
             tokens = [signer.token() if signer else None for _ in range(total)]
@@ -417,7 +453,8 @@ def main(argv: list[str] | None = None) -> None:
         f"machine: {os.cpu_count()} CPUs; service: uvicorn, {args.workers} worker(s) x "
         f"{args.evaluation_processes} evaluation processes, auth {auth}; client {args.client}"
     )
-    print(f"request: patient-view, {entries} prefetched resources, {len(bodies[0]) / 1024:.0f} KiB body")
+    same = "a different patient each call" if args.distinct else "the same patient each call"
+    print(f"request: patient-view, {entries} prefetched resources, {len(bodies[0]) / 1024:.0f} KiB body, {same}")
     print(f"in-process engine (evaluate_document), median of 50: {eng50:.1f} ms wall, {engine_cpu_ms:.1f} ms CPU")
     print(f"sequential (1 client), median of 40:                {seq50:.1f} ms  ({seq50 / eng50:.2f}x the engine)")
     print(f"{args.concurrency} concurrent clients, {len(latencies)} requests:")
