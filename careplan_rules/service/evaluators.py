@@ -107,7 +107,7 @@ class InlineEvaluator:
 
     async def start(self, now: datetime) -> None:
         if self.config.warm_up:
-            _warm_up(self.engine, now)
+            warm_up(self.engine, now)
 
     async def answer_body(
         self, service: ServiceDefinition, raw: bytes, caller: Caller, now: datetime
@@ -145,13 +145,6 @@ class ThreadEvaluator(InlineEvaluator):
         )
 
 
-def _warm_up(engine: Engine, now: datetime) -> None:
-    try:
-        warm_up(engine, now)
-    except Exception as exc:  # only a speed-up: serving must not depend on it
-        log.warning("warm-up failed (%s); the first call will be slower", type(exc).__name__)
-
-
 class EvaluationProcessError(RuntimeError):
     """An evaluation process could not start, or stopped in the middle of a call."""
 
@@ -178,9 +171,16 @@ class _Process:
         process = cls(child)
         try:
             answer = await asyncio.wait_for(process.ask(config_json), START_TIMEOUT)
-        except (TimeoutError, EvaluationProcessError) as exc:
-            await process.stop()
-            raise EvaluationProcessError(f"an evaluation process did not start: {exc or 'timeout'}") from None
+        except Exception as exc:  # ended, silent, or answered garbage
+            await process.stop(kill=True)
+            reason = (
+                f"no answer within {START_TIMEOUT:g} s"
+                if isinstance(exc, TimeoutError)
+                else str(exc)
+                if isinstance(exc, EvaluationProcessError)
+                else type(exc).__name__
+            )
+            raise EvaluationProcessError(f"an evaluation process did not start: {reason}") from None
         if answer[0] != "ready":
             await process.stop()
             raise EvaluationProcessError(f"an evaluation process did not start: {answer[1]}")
