@@ -173,17 +173,10 @@ class _Process:
             answer = await asyncio.wait_for(process.ask(config_json), START_TIMEOUT)
         except Exception as exc:  # ended, silent, or answered garbage
             await process.stop(kill=True)
-            reason = (
-                f"no answer within {START_TIMEOUT:g} s"
-                if isinstance(exc, TimeoutError)
-                else str(exc)
-                if isinstance(exc, EvaluationProcessError)
-                else type(exc).__name__
-            )
-            raise EvaluationProcessError(f"an evaluation process did not start: {reason}") from None
+            raise EvaluationProcessError(f"{_describe(exc, START_TIMEOUT)} while starting") from None
         if answer[0] != "ready":
             await process.stop()
-            raise EvaluationProcessError(f"an evaluation process did not start: {answer[1]}")
+            raise EvaluationProcessError(f"an evaluation process could not start: {answer[1]}")
         return process
 
     async def ask(self, message: Any) -> Any:
@@ -244,11 +237,7 @@ class ProcessEvaluator:
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             await asyncio.gather(*(p.stop() for p in started))
-            raise (
-                failed[0]
-                if isinstance(failed[0], EvaluationProcessError)
-                else EvaluationProcessError(f"an evaluation process did not start ({type(failed[0]).__name__})")
-            )
+            raise _describe(failed[0], START_TIMEOUT)
         self._processes = list(started)
         self._runners = [asyncio.create_task(self._run(i)) for i in range(len(started))]
 
