@@ -170,6 +170,8 @@ def test_several_processes_serve_the_same_app(
             assert response.status_code == 200, response.text
             assert response.json()["cards"]
         evaluators = _evaluation_processes()
+    if not Path("/proc/self").is_dir():
+        return  # counting processes needs Linux's /proc
     assert len(evaluators) == evaluating
     deadline = time.monotonic() + 20
     while _evaluation_processes() & evaluators and time.monotonic() < deadline:
