@@ -6,6 +6,7 @@ The pool tests start real processes (a few seconds each), so one pool serves mos
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import signal
@@ -27,8 +28,8 @@ from careplan_rules.service.evaluators import (
     ThreadEvaluator,
     _Process,
 )
-from tests.factories import kratom, patient, sertraline
-from tests.service.helpers import FHIR, PV, Client, FhirStub, make_config, running, start
+from tests.factories import external, kratom, patient, read_json, sertraline
+from tests.service.helpers import FHIR, OSEL, OSIGN, PV, Client, FhirStub, make_config, running, start
 
 Body = Callable[..., dict[str, Any]]
 NOW = 1_780_000_000.0  # a fixed clock: both apps stamp the same times on the same cards
@@ -61,6 +62,47 @@ def test_processes_answer_exactly_as_the_service_process(
             assert there.status_code == here.status_code == 200
             assert there.content == here.content  # the same bytes, not only the same cards
     assert json.loads(here.content) == {"cards": []}
+
+
+@pytest.mark.slow
+def test_public_example_requests_get_the_same_answers_from_a_process(
+    tmp_path: Path, full_prefetch: Callable[..., dict[str, Any]]
+) -> None:
+    """Requests written by others (Inferno's CRD test kit, the PDDI CDS artifacts, the hook
+    library with a sertraline order that cannot be read): identical status and bytes."""
+    inferno = [
+        (OSIGN, read_json(external("cds-hooks", "inferno-crd-test-kit", "order_sign_hook_request.json"))),
+        (OSEL, read_json(external("cds-hooks", "inferno-crd-test-kit", "order_select_hook_request.json"))),
+    ]
+    pddi = read_json(external("cds-hooks", "pddi-cds", "warfarin-nsaids-order-sign-no-coordination.json"))
+    library = read_json(external("cds-hooks", "hook-library-1.0.1", "order-sign-context-examples.json"))
+    context = copy.deepcopy(library["examples"]["Example (R4)"]["context"])
+    for entry in context["draftOrders"]["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["medicationCodeableConcept"] = sertraline()["medicationCodeableConcept"]
+    unreadable = {
+        "hook": "order-sign",
+        "hookInstance": "i-0",
+        "context": context,
+        "prefetch": full_prefetch(pid="1288992"),
+    }
+    requests = [*inferno, (OSIGN, pddi), (OSIGN, unreadable)]
+    base = inferno[0][1]["fhirServer"]
+    token = inferno[0][1]["fhirAuthorization"]["access_token"]
+
+    def answers(**settings: Any) -> list[tuple[int, bytes]]:
+        stub = FhirStub([patient("example"), patient("1288992")], base=base, token=token)
+        folder = tmp_path / str(settings.get("evaluation_processes", 0))
+        folder.mkdir()
+        with running(start(folder, stub=stub, clock=lambda: NOW, **settings)) as client:
+            return [
+                (r.status_code, r.content) for r in (client.post(f"/cds-services/{s}", json=b) for s, b in requests)
+            ]
+
+    here, there = answers(), answers(evaluation_processes=1)
+    assert there == here
+    assert [status for status, _ in here] == [200, 200, 400, 200]
+    assert b"could not" in here[3][1]  # the sertraline order in STU3 shape: said, not skipped
 
 
 @pytest.mark.slow
