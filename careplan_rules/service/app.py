@@ -5,7 +5,8 @@ Endpoints::
     GET  /cds-services                     discovery (JWT required)
     POST /cds-services/{id}                a hook call (JWT required) -> {"cards": [...]}
     POST /cds-services/{id}/feedback       card outcomes (JWT required)
-    GET  /healthz                          liveness, no authentication, no data
+    GET  /healthz                          liveness (503 when calls cannot be evaluated), no
+                                           authentication, no data
 
 Every non-2xx answer is a FHIR OperationOutcome. The app holds no clinical logic: the same
 :class:`~careplan_rules.api.Engine` as the CLI evaluates, :mod:`careplan_rules.outputs.cards`
@@ -219,7 +220,11 @@ def _install_routes(app: FastAPI, state: _State) -> None:
     config = state.config
 
     @app.get("/healthz", include_in_schema=False)
-    async def health() -> JSONResponse:
+    async def health() -> Response:
+        if not state.evaluator.healthy():
+            # a load balancer should send calls elsewhere: here they would only get "could not run" cards
+            message = "no evaluation process is running and none could be started"
+            return outcome_response(503, (Issue("transient", message),))
         return JSONResponse({"status": "ok"})
 
     @app.get("/cds-services")

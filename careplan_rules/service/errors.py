@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # FHIR issue-type codes used here: invalid, required, value, structure, not-supported, security,
-# login, not-found, too-long, processing, exception, timeout, incomplete
+# login, not-found, too-long, processing, exception, timeout, incomplete, transient
 STATUS_TEXT = {
     400: "the request is malformed",
     401: "authentication failed",

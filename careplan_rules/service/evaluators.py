@@ -95,6 +95,10 @@ class Evaluator(Protocol):
         self, service: ServiceDefinition, call: HookCall, data: Gathered, caller: Caller, now: datetime
     ) -> Answer: ...
 
+    def healthy(self) -> bool:
+        """False when calls can only get could-not-evaluate cards (for /healthz)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -118,6 +122,9 @@ class InlineEvaluator:
         self, service: ServiceDefinition, call: HookCall, data: Gathered, caller: Caller, now: datetime
     ) -> Answer:
         return answer_gathered(self.engine, self.config, service, call, data, caller, now)
+
+    def healthy(self) -> bool:
+        return True
 
     async def close(self) -> None:
         return None
@@ -221,6 +228,7 @@ class ProcessEvaluator:
         self._queue: asyncio.Queue[tuple[tuple[Any, ...], asyncio.Future[Any]]] | None = None
         self._runners: list[asyncio.Task[None]] = []
         self._processes: list[_Process | None] = []
+        self._cannot_spawn = False  # the last attempt to start a replacement failed
 
     async def start(self, now: datetime) -> None:
         """Start every process; return when each has its engine (and is warm, if configured).
@@ -240,6 +248,12 @@ class ProcessEvaluator:
             raise _describe(failed[0], START_TIMEOUT)
         self._processes = list(started)
         self._runners = [asyncio.create_task(self._run(i)) for i in range(len(started))]
+
+    def healthy(self) -> bool:
+        """Unhealthy when no process is alive and the last one could not be replaced: every call
+        would get a could-not-evaluate card (a dead process alone is replaced on the next call)."""
+        alive = any(p is not None and p.child.returncode is None for p in self._processes)
+        return alive or not self._cannot_spawn
 
     def pids(self) -> list[int]:
         """The process ids of the running evaluation processes."""
@@ -283,13 +297,16 @@ class ProcessEvaluator:
 
     async def _replacement(self, reply: asyncio.Future[Any]) -> _Process | None:
         try:
-            return await _Process.start(self._config_json)
+            process = await _Process.start(self._config_json)
         except Exception as exc:  # e.g. OSError: no process could be spawned
+            self._cannot_spawn = True
             problem = _describe(exc, START_TIMEOUT)
             log.error("%s; the call gets a could-not-evaluate card", problem)
             if not reply.done():
                 reply.set_exception(problem)
             return None
+        self._cannot_spawn = False
+        return process
 
     async def answer_body(
         self, service: ServiceDefinition, raw: bytes, caller: Caller, now: datetime

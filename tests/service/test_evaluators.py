@@ -220,9 +220,12 @@ def test_a_process_that_cannot_be_replaced_costs_the_call_a_card(
 
     monkeypatch.setattr(_Process, "start", staticmethod(first_dies_then_no_spawn))
     with running(start(tmp_path, evaluation_processes=1)) as client:
+        assert client.get("/healthz").status_code == 200
         for _ in range(2):
             cards = client.post(f"/cds-services/{PV}", json=pv_body()).json()["cards"]
             assert cards[0]["summary"].startswith("Medication safety rules could not run")
+        unhealthy = client.get("/healthz")  # a load balancer takes this service out
+        assert unhealthy.status_code == 503 and unhealthy.json()["issue"][0]["code"] == "transient"
     assert "failed (OSError); the call gets a could-not-evaluate card" in caplog.text
 
 
