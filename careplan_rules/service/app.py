@@ -71,21 +71,21 @@ class _State:
     def __init__(
         self,
         config: ServiceConfig,
-        engine: Engine,
+        evaluator: Evaluator,
         store: FeedbackStore,
         verifier: JwtVerifier | None,
         clock: Callable[[], float],
-        evaluator: Evaluator,
     ) -> None:
         self.config = config
-        self.engine = engine
+        self.evaluator = evaluator
+        self.engine: Engine = evaluator.engine  # discovery, prefetch templates, what the rules read
         self.store = store
         self.verifier = verifier
         self.clock = clock
-        self.evaluator = evaluator
         self.http: httpx.AsyncClient | None = None
-        self.services: dict[str, ServiceDefinition] = {s.id: s for s in build_services(engine.ruleset, config)}
-        self.discovery = discovery_document(list(self.services.values()), engine.ruleset, __version__)
+        ruleset = self.engine.ruleset
+        self.services: dict[str, ServiceDefinition] = {s.id: s for s in build_services(ruleset, config)}
+        self.discovery = discovery_document(list(self.services.values()), ruleset, __version__)
 
     async def authenticate(self, request: Request, *paths: str) -> Caller:
         if self.verifier is None:
@@ -146,7 +146,7 @@ def create_app(
     evaluator = evaluator_for(config, engine or engine_for(config), injected_engine=engine is not None)
     store = store or FeedbackStore(config.feedback.database)
     verifier = None if config.auth.insecure_no_auth else JwtVerifier(config.auth, store, None, clock)
-    state = _State(config, evaluator.engine, store, verifier, clock, evaluator)
+    state = _State(config, evaluator, store, verifier, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
