@@ -9,7 +9,7 @@ collection, as CDS Hooks prefetch produces) are flattened so every resource is s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,18 +159,35 @@ def _bundle_entries(bundle: dict[str, Any], source: str, path: str, line: int | 
         epath = f"{path}.entry[{i}]"
         if not isinstance(entry, dict):
             raise input_error(source, "CPR-F007", f"{epath} must be an object", line)
-        resource = entry.get("resource")
-        if resource is None:
-            # transaction DELETEs and search "outcome"-less entries carry no resource
-            continue
-        if not isinstance(resource, dict):
-            raise input_error(source, "CPR-F007", f"{epath}.resource must be a FHIR resource object", line)
-        rt = _resource_type(resource, source, f"{epath}.resource", line)
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        if rt == "Bundle":
-            yield from _bundle_entries(resource, source, f"{epath}.resource", line, depth + 1)
-        else:
-            yield Entry(resource, f"{epath}.resource", full_url, line)
+        full_url = entry.get("fullUrl")
+        yield from _entries_of(
+            entry.get("resource"), full_url if isinstance(full_url, str) else None, source, epath, line, depth
+        )
+
+
+def _entries_of(
+    resource: Any, full_url: str | None, source: str, epath: str, line: int | None, depth: int
+) -> Iterator[Entry]:
+    """The entries of one Bundle entry's resource (several when it is a Bundle itself)."""
+    if resource is None:
+        # transaction DELETEs and search "outcome"-less entries carry no resource
+        return
+    if not isinstance(resource, dict):
+        raise input_error(source, "CPR-F007", f"{epath}.resource must be a FHIR resource object", line)
+    rt = _resource_type(resource, source, f"{epath}.resource", line)
+    if rt == "Bundle":
+        yield from _bundle_entries(resource, source, f"{epath}.resource", line, depth + 1)
+    else:
+        yield Entry(resource, f"{epath}.resource", full_url, line)
+
+
+def parse_collection(resources: Iterable[tuple[Any, str | None]], source: str) -> FhirDocument:
+    """What :func:`parse_data` makes of a collection Bundle of these (resource, fullUrl) pairs,
+    without building the Bundle first (the service's gathered data, on every call)."""
+    entries: list[Entry] = []
+    for i, (resource, full_url) in enumerate(resources):
+        entries.extend(_entries_of(resource, full_url or None, source, f"Bundle.entry[{i}]", None, 0))
+    return FhirDocument(source, "bundle", tuple(entries), "collection")
 
 
 def read_any(data: Any, source: str = "<input>") -> FhirDocument:

@@ -19,7 +19,7 @@ from typing import Any
 from careplan_rules._version import __version__
 from careplan_rules.api import Engine
 from careplan_rules.errors import FhirInputError
-from careplan_rules.fhir.reader import parse_data
+from careplan_rules.fhir.reader import parse_collection
 from careplan_rules.outputs.cards import EXTENSION_KEY, build_cards, could_not_evaluate_card
 from careplan_rules.service.context import HookCall
 from careplan_rules.service.errors import Issue, ServiceError
@@ -85,13 +85,8 @@ def evaluate_call(
                     topic=topic,
                 )
             )
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [{"resource": r, **({"fullUrl": u} if u else {})} for r, u in resources],
-    }
     try:
-        doc = parse_data(bundle, SOURCE)
+        doc = parse_collection(resources, SOURCE)
         results = engine.evaluate_document(doc, now)
     except FhirInputError as exc:
         card = could_not_evaluate_card(
@@ -143,7 +138,7 @@ def _warm_up(engine: Engine, now: datetime) -> None:
         {"medication": {"concept": {"text": "warm-up"}}, "status": "recorded"},
     ):
         resource = {"resourceType": "MedicationStatement", "id": "w", "subject": subject, **statement}
-        doc = parse_data({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": resource}]}, "warm-up")
+        doc = parse_collection([(resource, None)], "warm-up")
         engine.evaluate_document(doc, now)
 
 

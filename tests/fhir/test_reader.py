@@ -79,3 +79,32 @@ def test_files_bytes_and_json_text(tmp_path: Path) -> None:
         read_any(str(tmp_path / "missing.json"))
     with pytest.raises(FhirInputError, match="not UTF-8"):
         read_any(b'{"resourceType": "Patient", "name": "\xff"}')
+
+
+COLLECTIONS = [
+    [(patient(), "urn:uuid:p"), (kratom("k1"), None), (kratom("k2"), "")],
+    [({"resourceType": "Bundle", "entry": [{"resource": kratom("k3")}, {"request": {"method": "DELETE"}}]}, None)],
+    [(None, None), (kratom("k4"), "https://ehr.example/fhir/MedicationStatement/k4")],
+    [(kratom("k5"), None), ({"id": "no-type"}, None)],
+    [(["not", "a", "resource"], None)],
+    [({"resourceType": "Bundle", "entry": {"resource": kratom("k6")}}, None)],
+]
+
+
+@pytest.mark.parametrize("pairs", COLLECTIONS)
+def test_a_collection_of_pairs_reads_as_its_bundle_does(pairs: list[tuple[object, str | None]]) -> None:
+    from careplan_rules.fhir.reader import parse_collection, parse_data
+
+    as_bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": r, **({"fullUrl": u} if u else {})} for r, u in pairs],
+    }
+    try:
+        expected = parse_data(as_bundle, "call")
+    except FhirInputError as exc:
+        with pytest.raises(FhirInputError) as caught:
+            parse_collection(pairs, "call")
+        assert caught.value.diagnostics == exc.diagnostics
+    else:
+        assert parse_collection(pairs, "call") == expected

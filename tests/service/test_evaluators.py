@@ -266,3 +266,13 @@ def test_gathering_without_a_client_must_not_wait() -> None:
         return 3
 
     assert run_without_io(returns()) == 3
+
+
+def test_warm_up_runs_through(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    # a failing warm-up is only logged (serving goes on), so a broken one would go unnoticed
+    from datetime import UTC, datetime
+
+    from careplan_rules.service.evaluation import warm_up
+
+    warm_up(engine, datetime.now(UTC))
+    assert "warm-up failed" not in caplog.text
