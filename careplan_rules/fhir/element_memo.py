@@ -17,6 +17,13 @@ library's.
 The memo is bounded (it starts afresh when full), needs no lock (dict operations are atomic;
 the instances are never modified, only read by pydantic), and skips what is never worth it:
 primitives, ``_element`` extension siblings and contained resources.
+
+Whole resources recur too, within one patient's calls: a chart's patient-view, then an
+order-select for every selection change and an order-sign, each with the same record in its
+prefetch. The validity of a resource is as much a function of its JSON text and its class, so
+the resources that validated are remembered by (class, JSON text), also bounded; one that
+recurs costs an encoding (about 15 µs) instead of a validation (about 150 µs). A resource
+that differs in anything (its id, a date, a value: another patient) misses and is validated.
 """
 
 from __future__ import annotations
@@ -89,20 +96,45 @@ class ElementMemo:
                 self._known[slot] = value
 
 
-# shared by every validation of the process (a cache of a pure function)
+class ResourceMemo:
+    """The (class, JSON text) of resources that validated."""
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.size = size
+        self._valid: set[tuple[type[BaseModel], str]] = set()
+
+    def __contains__(self, key: tuple[type[BaseModel], str]) -> bool:
+        return key in self._valid
+
+    def add(self, key: tuple[type[BaseModel], str]) -> None:
+        if len(self._valid) >= self.size:
+            self._valid.clear()
+        self._valid.add(key)
+
+
+# shared by every validation of the process (caches of a pure function)
 ELEMENTS = ElementMemo()
+RESOURCES = ResourceMemo()
 
 
 def valid_by_memo(cls: type[BaseModel], resource: dict[str, Any]) -> bool:
-    """True when ``resource`` validates with remembered elements (and remember its new ones).
+    """True when ``resource`` is known valid or validates with remembered elements (and
+    remember it and its new elements).
 
     False means "not known valid": validate it as written to get the library's errors.
     """
-    data, unknown = ELEMENTS.substitute(cls, resource)
-    if data is resource and not unknown:
-        return False  # nothing to gain: no complex elements
     try:
-        ELEMENTS.remember(cls.model_validate(data), unknown)
+        whole: tuple[type[BaseModel], str] | None = (cls, _encode(resource))
+    except (TypeError, ValueError):  # not JSON (an API caller's datetime…): the library says so
+        whole = None
+    if whole is not None and whole in RESOURCES:
+        return True
+    data, unknown = ELEMENTS.substitute(cls, resource)
+    try:
+        model = cls.model_validate(data)
     except (ValueError, TypeError, KeyError, AttributeError):  # ValidationError is a ValueError
         return False
+    ELEMENTS.remember(model, unknown)
+    if whole is not None:
+        RESOURCES.add(whole)
     return True

@@ -150,3 +150,56 @@ def test_a_product_coding_with_a_different_display_is_a_different_element() -> N
 def test_odd_shapes_fall_through_to_the_library(odd: dict[str, Any]) -> None:
     resource = {**request("odd"), **odd}
     assert bool(rendered(resource)) == bool(plain_errors(resource))  # no crash, the library's verdict
+
+
+def test_a_resource_seen_valid_before_is_not_validated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from careplan_rules.fhir import element_memo
+
+    monkeypatch.setattr(element_memo, "RESOURCES", element_memo.ResourceMemo())
+    cls = request_class()
+    calls: list[Any] = []
+    real = cls.model_validate
+
+    def counting(data: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(data)
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "model_validate", counting)
+    assert rendered(request("same")) == []
+    assert len(calls) == 1
+    assert rendered(request("same")) == []  # an equal copy: from the memo
+    assert len(calls) == 1
+    assert rendered(request("other")) == []  # another id: validated
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "valid"),
+    [
+        pytest.param({"authoredOn": "yesterday"}, False, id="a bad date"),
+        pytest.param({"doNotPerform": "maybe"}, False, id="a bad boolean"),
+        pytest.param({"extra": "x"}, False, id="an unknown element"),
+        pytest.param({"doNotPerform": 1}, True, id="1 for true (the library accepts it)"),
+        pytest.param({"id": "twin-2"}, True, id="another id"),
+    ],
+)
+def test_a_resource_that_differs_from_a_valid_one_gets_the_librarys_verdict(
+    changes: dict[str, Any], valid: bool
+) -> None:
+    original = request("twin", doNotPerform=True, authoredOn="2026-05-01")
+    assert rendered(original) == []
+    assert rendered(copy.deepcopy(original)) == []
+    twin = {**copy.deepcopy(original), **changes}
+    assert (not plain_errors(twin)) == valid
+    assert (not rendered(twin)) == valid
+
+
+def test_the_resource_memo_is_bounded() -> None:
+    from careplan_rules.fhir.element_memo import ResourceMemo
+
+    memo = ResourceMemo(size=4)
+    cls = request_class()
+    for i in range(20):
+        memo.add((cls, str(i)))
+        assert len(memo._valid) <= 4
+    assert (cls, "19") in memo and (cls, "0") not in memo
