@@ -13,6 +13,7 @@ engine uses for ``now``.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -201,6 +202,7 @@ def age_in_years(birth: date, on: datetime) -> int:
     return years
 
 
+@functools.lru_cache(maxsize=1024)  # outputs stamp the same few instants (now, now + P14D) dozens of times a call
 def iso(instant: datetime) -> str:
     """Render an instant the way outputs use it: UTC, seconds precision, ``+00:00``."""
     return instant.astimezone(UTC).replace(microsecond=0).isoformat()

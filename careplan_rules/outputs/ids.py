@@ -7,6 +7,7 @@ the pack, rule, patient and implicated references (never of the clock or a count
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 
@@ -20,4 +21,11 @@ def stable_id(*parts: str | Iterable[str]) -> str:
             flat.append(part)
         else:
             flat.append(",".join(sorted(part)))
-    return str(uuid.uuid5(NAMESPACE, "|".join(flat)))
+    return _uuid5("|".join(flat))
+
+
+# a patient's calls (patient-view, then order-select at every selection) ask for the same ids
+# again; building a UUID object costs more than the hash
+@functools.lru_cache(maxsize=4096)
+def _uuid5(name: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, name))
