@@ -30,10 +30,13 @@ def _code(activity: ProposedActivity) -> dict[str, Any]:
 def _period(activity: ProposedActivity, now: datetime) -> dict[str, str] | None:
     if not activity.scheduled_within:
         return None
-    return {"start": iso(now), "end": iso(_duration(activity.scheduled_within).after(now))}
+    start, end = _window(activity.scheduled_within, now)
+    return {"start": start, "end": end}
 
 
-_duration = functools.lru_cache(maxsize=256)(parse_duration)  # a pack has a handful ("P14D"); immutable
+@functools.lru_cache(maxsize=256)  # a pack has a handful ("P14D"), and a call one now for all its plans
+def _window(within: str, now: datetime) -> tuple[str, str]:
+    return iso(now), iso(parse_duration(within).after(now))
 
 
 def build_care_plan(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from careplan_rules.diagnostics import Diagnostic
 from careplan_rules.engine.compiler import CompiledRule, RuleSet
@@ -16,6 +18,7 @@ from careplan_rules.findings import (
     ProposedActivity,
     RuleOutcome,
 )
+from careplan_rules.model.common import CodingSpec
 from careplan_rules.outputs.careplan import build_care_plan
 from careplan_rules.outputs.detected_issue import build_detected_issue
 from careplan_rules.outputs.ids import stable_id
@@ -37,6 +40,16 @@ def _evidence(outcome: RuleOutcome) -> tuple[EvidenceItem, ...]:
             elif result.kind != "patient":
                 items.append(EvidenceItem(name, match.ref, matched_by=result.kind))
     return tuple(items)
+
+
+@functools.lru_cache(maxsize=512)  # rule models are frozen: a pack has a handful of activity codes
+def _frozen_coding(code: CodingSpec) -> tuple[tuple[str, Any], ...]:
+    return tuple(code.model_dump(exclude_none=True, exclude={"unverified"}).items())
+
+
+def _coding(code: CodingSpec) -> dict[str, Any]:
+    """The activity's code as FHIR Coding JSON (a fresh dict: outputs may be changed by callers)."""
+    return dict(_frozen_coding(code))
 
 
 def build_finding(
@@ -80,7 +93,7 @@ def build_finding(
                 kind=spec.kind,
                 title=render(templates[f"activity.{i}.title"], data),
                 description=reflow_markdown(render(description_tpl, data)) if description_tpl else None,
-                code=spec.code.model_dump(exclude_none=True, exclude={"unverified"}) if spec.code else None,
+                code=_coding(spec.code) if spec.code else None,
                 scheduled_within=(
                     str(rule.params.get(spec.scheduled.within[1:], spec.scheduled.within))
                     if spec.scheduled and spec.scheduled.within.startswith("$")

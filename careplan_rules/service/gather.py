@@ -211,13 +211,19 @@ def _medication_ref(resource: dict[str, Any]) -> str | None:
 
 
 def _missing_medications(merged: list[tuple[dict[str, Any], str | None]]) -> list[str]:
+    refs = [
+        ref
+        for resource, _ in merged
+        if resource.get("resourceType") in MEDICATION_USERS
+        and (ref := _medication_ref(resource)) is not None
+        and not ref.startswith(("#", "urn:"))
+    ]
+    if not refs:  # the usual record: medications as codes, not references
+        return []
     have = {_identity(r) for r, _ in merged} | {u for _, u in merged if u}
     wanted: dict[str, None] = {}
-    for resource, _ in merged:
-        if resource.get("resourceType") not in MEDICATION_USERS:
-            continue
-        ref = _medication_ref(resource)
-        if ref is None or ref.startswith(("#", "urn:")) or ref in have:
+    for ref in refs:
+        if ref in have:
             continue
         tail = ref.rstrip("/").split("/")
         if len(tail) >= 2 and tail[-2] == "Medication" and f"Medication/{tail[-1]}" not in have:
