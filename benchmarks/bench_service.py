@@ -338,6 +338,12 @@ async def drive_raw(
     return latencies, time.perf_counter() - started
 
 
+try:  # the service extra installs it: the load generator parses each answer in a third of the time
+    from orjson import loads as _loads
+except ImportError:
+    _loads = json.loads  # type: ignore[assignment]
+
+
 def _queue(n: int) -> asyncio.Queue[int]:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -353,7 +359,7 @@ def _next(queue: asyncio.Queue[int]) -> int | None:
 
 
 def _check(status: int, content: bytes) -> None:
-    if status != 200 or not json.loads(content)["cards"]:
+    if status != 200 or not _loads(content)["cards"]:
         raise SystemExit(f"unexpected answer {status}: {content[:300]!r}")
 
 
@@ -417,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
             total = args.requests + 60
 
             def body(i: int) -> bytes:
-                call = {
+                call: dict[str, Any] = {
                     "hook": "patient-view",
                     "hookInstance": str(uuid.UUID(int=i + 1)),
                     "context": {"userId": "Practitioner/bench", "patientId": "p1"},

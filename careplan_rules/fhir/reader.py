@@ -186,7 +186,11 @@ def parse_collection(resources: Iterable[tuple[Any, str | None]], source: str) -
     without building the Bundle first (the service's gathered data, on every call)."""
     entries: list[Entry] = []
     for i, (resource, full_url) in enumerate(resources):
-        entries.extend(_entries_of(resource, full_url or None, source, f"Bundle.entry[{i}]", None, 0))
+        rt = resource.get("resourceType") if type(resource) is dict else None
+        if type(rt) is str and rt and rt != "Bundle":  # the usual entry, without a generator per entry
+            entries.append(Entry(resource, f"Bundle.entry[{i}].resource", full_url or None))
+        else:
+            entries.extend(_entries_of(resource, full_url or None, source, f"Bundle.entry[{i}]", None, 0))
     return FhirDocument(source, "bundle", tuple(entries), "collection")
 
 
