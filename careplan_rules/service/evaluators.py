@@ -279,7 +279,9 @@ class ProcessEvaluator:
                     if current is None:
                         continue
                 try:
-                    answer = await asyncio.wait_for(current.ask(job), self.config.evaluation_timeout_seconds)
+                    # asyncio.timeout, not wait_for: no extra task per call on the service's loop
+                    async with asyncio.timeout(self.config.evaluation_timeout_seconds):
+                        answer = await current.ask(job)
                 except Exception as exc:  # died, hung, or sent something unreadable: never a hung call
                     problem = _describe(exc, self.config.evaluation_timeout_seconds)
                     log.error("%s during a call; it gets a could-not-evaluate card; starting another", problem)
