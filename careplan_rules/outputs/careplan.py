@@ -30,12 +30,14 @@ def _code(activity: ProposedActivity) -> dict[str, Any]:
 def _period(activity: ProposedActivity, now: datetime) -> dict[str, str] | None:
     if not activity.scheduled_within:
         return None
-    start, end = _window(activity.scheduled_within, now)
+    # the time zone is part of the key: equal instants in two zones are equal datetimes, but
+    # "P1M" after 23:30 on 31 January is another instant in New York than in UTC
+    start, end = _window(activity.scheduled_within, now, now.tzinfo)
     return {"start": start, "end": end}
 
 
 @functools.lru_cache(maxsize=256)  # a pack has a handful ("P14D"), and a call one now for all its plans
-def _window(within: str, now: datetime) -> tuple[str, str]:
+def _window(within: str, now: datetime, _zone: object) -> tuple[str, str]:
     return iso(now), iso(parse_duration(within).after(now))
 
 

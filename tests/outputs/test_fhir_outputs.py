@@ -82,3 +82,19 @@ def test_fhir_bundle_output_rewrites_references_to_full_urls(engine: Engine) -> 
     r4_class("Bundle").model_validate(bundles[0])
     text = json.dumps(bundles[0])
     assert "urn:uuid:" in text and '"DetectedIssue/' not in text
+
+
+def test_remembered_care_plan_windows_keep_the_time_zone_of_now() -> None:
+    # the same instant in two zones: adding a month to "30 January, 23:00 in New York" and to
+    # "31 January, 04:00 UTC" ends on different days, so the remembered windows must not mix
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from careplan_rules.findings import ProposedActivity
+    from careplan_rules.outputs.careplan import _period
+
+    activity = ProposedActivity("a", "ServiceRequest", "Follow-up", None, None, "P1M", "rule")
+    new_york = datetime(2026, 1, 30, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    utc = new_york.astimezone(UTC)
+    assert new_york == utc
+    assert _period(activity, new_york) == {"start": "2026-01-31T04:00:00+00:00", "end": "2026-03-01T04:00:00+00:00"}
+    assert _period(activity, utc) == {"start": "2026-01-31T04:00:00+00:00", "end": "2026-02-28T04:00:00+00:00"}
