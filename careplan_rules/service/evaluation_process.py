@@ -13,7 +13,6 @@ started, over their private pipes.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import pickle
@@ -59,6 +58,7 @@ def main() -> int:
         from careplan_rules.service.discovery import build_services
         from careplan_rules.service.evaluation import warm_up
         from careplan_rules.service.evaluators import engine_for
+        from careplan_rules.service.heap import settle
         from careplan_rules.service.logs import configure_logging
 
         config = from_json(read_frame(source) or "")
@@ -70,10 +70,7 @@ def main() -> int:
     except Exception as exc:  # the service reports it and stops starting
         out.write(frame(("failed", f"{type(exc).__name__}: {exc}")))
         return 1
-    # what was loaded so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise walk it every few dozen calls (tens of ms each)
-    gc.collect()
-    gc.freeze()
+    settle()  # see careplan_rules.service.heap
     out.write(frame(("ready", os.getpid())))
     while (job := read_frame(source)) is not None:
         try:

@@ -276,3 +276,16 @@ def test_warm_up_runs_through(engine: Engine, caplog: pytest.LogCaptureFixture) 
 
     warm_up(engine, datetime.now(UTC))
     assert "warm-up failed" not in caplog.text
+
+
+def test_a_serving_process_freezes_its_start_up_heap() -> None:
+    # process-wide settings: checked in a process of its own
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from careplan_rules.service.heap import YOUNG_THRESHOLD, settle; settle(); "
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
+        "assert gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_threshold()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
