@@ -9,9 +9,10 @@ Starts ``careplan-rules serve`` (uvicorn) in a child process on 127.0.0.1, with
 every call with (tokens are minted before the timed run, so the client's signing cost is not
 counted). The request is a patient-view call whose prefetch holds about ``--entries`` resources
 (kratom, a serotonergic drug, other medications, observations and conditions of one patient),
-each call with its own hookInstance; with ``--distinct`` each call is another patient's
-(other ids, dates and values), so nothing the service remembers from call to call helps more
-than it would with real traffic. Figures printed, all from this run:
+each call with its own hookInstance. The service runs as docs/cds-hooks.md recommends for this
+machine (one evaluation process per CPU) unless told otherwise. With ``--distinct`` each call is
+another patient's (other ids, dates and values), so nothing the service remembers from call to
+call helps more than it would with real traffic. Figures printed, all from this run:
 
 * in-process engine time for the same data (``Engine.evaluate_document``): the floor;
 * sequential latency (1 client): engine + HTTP + request checks + card building + SQLite;
@@ -365,15 +366,16 @@ def _check(status: int, content: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400, help="timed concurrent requests (default 400)")
+    parser.add_argument("--requests", type=int, default=800, help="timed concurrent requests (default 800)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--entries", type=int, default=100, help="resources in the prefetch (default 100)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     parser.add_argument(
         "--evaluation-processes",
         type=int,
-        default=0,
-        help="evaluation processes per worker (default 0: each worker evaluates in a thread)",
+        default=os.cpu_count() or 1,
+        help="evaluation processes per worker (default: one per CPU, the recommended deployment in "
+        "docs/cds-hooks.md; 0: each worker evaluates on its event loop, serve's default)",
     )
     parser.add_argument(
         "--distinct",
