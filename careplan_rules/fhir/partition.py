@@ -96,7 +96,9 @@ def partition(doc: FhirDocument, index: ReferenceIndex, wanted_types: Iterable[s
         if pid is None:
             orphans.append(entry)
             continue
-        group = groups.setdefault(pid, PatientGroup(pid))
+        group = groups.get(pid)
+        if group is None:  # (not setdefault: that would build a group for every entry)
+            group = groups[pid] = PatientGroup(pid)
         if rt == "Patient":
             group.patient_entry = entry
         else:

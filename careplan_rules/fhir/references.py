@@ -28,6 +28,7 @@ from careplan_rules.fhir.reader import Entry
 
 _HISTORY = re.compile(r"/_history/[^/]+$")
 _REST = re.compile(r"^(?P<base>.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+_TYPE_ID = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 
 def _without_history(url: str) -> str:
@@ -77,8 +78,18 @@ class ReferenceIndex:
 
     def _base_of(self, full_url: str) -> str | None:
         """The server base of a RESTful fullUrl (``http://x/fhir/``), remembered per fullUrl."""
-        m = _REST.match(_without_history(full_url))
-        base = self._bases[full_url] = m["base"] if m else None
+        url = _without_history(full_url)
+        base: str | None
+        head, _, resource_id = url.rpartition("/")
+        prefix, slash, resource_type = head.rpartition("/")
+        if slash and "\n" not in url and _TYPE_ID.fullmatch(f"{resource_type}/{resource_id}"):
+            # what _REST.match(url)["base"] gives, without matching the whole URL (every entry
+            # of a prefetch has its own fullUrl: this runs for each)
+            base = prefix + "/"
+        else:
+            m = _REST.match(url)
+            base = m["base"] if m else None
+        self._bases[full_url] = base
         return base
 
     def ref_of(self, entry: Entry) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from careplan_rules.fhir.reader import read_any
 from careplan_rules.fhir.references import ReferenceIndex
 from tests.factories import RXNORM, bundle, fired, med_request, patient, rx
@@ -120,3 +123,32 @@ def test_unresolved_reference_on_an_entered_in_error_record_is_not_an_error(eval
     del req["medicationCodeableConcept"]
     req["medicationReference"] = {"reference": "Medication/missing"}
     assert fired(evaluate(patient(), req)) == set()
+
+
+_URL_PARTS = st.sampled_from(
+    [
+        "https:",
+        "",
+        "x",
+        "fhir",
+        "Patient",
+        "Observation",
+        "observation",
+        "p1",
+        "o-1.2",
+        "_history",
+        "3",
+        "a b",
+        "\n",
+        "é",
+    ]
+)
+
+
+@given(st.lists(_URL_PARTS, min_size=0, max_size=7))
+def test_the_base_of_a_full_url_is_what_the_restful_pattern_says(parts: list[str]) -> None:
+    from careplan_rules.fhir.references import _REST, ReferenceIndex, _without_history
+
+    url = "/".join(parts)
+    m = _REST.match(_without_history(url))
+    assert ReferenceIndex([])._base_of(url) == (m["base"] if m else None)
