@@ -67,7 +67,7 @@ class ElementMemo:
                 continue  # a list of primitives: cheap to validate
             try:
                 slot = (cls, key, _encode(value))
-            except (TypeError, ValueError):  # not JSON (an API caller's datetime…): the library says so
+            except (TypeError, ValueError, RecursionError):  # not JSON (an API caller's datetime…): the library says so
                 continue
             found = self._known.get(slot)
             if found is None:
@@ -125,14 +125,14 @@ def valid_by_memo(cls: type[BaseModel], resource: dict[str, Any]) -> bool:
     """
     try:
         whole: tuple[type[BaseModel], str] | None = (cls, _encode(resource))
-    except (TypeError, ValueError):  # not JSON (an API caller's datetime…): the library says so
+    except (TypeError, ValueError, RecursionError):  # not JSON (an API caller's datetime…): the library says so
         whole = None
     if whole is not None and whole in RESOURCES:
         return True
     data, unknown = ELEMENTS.substitute(cls, resource)
     try:
         model = cls.model_validate(data)
-    except (ValueError, TypeError, KeyError, AttributeError):  # ValidationError is a ValueError
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):  # ValidationError is a ValueError
         return False
     ELEMENTS.remember(model, unknown)
     if whole is not None:

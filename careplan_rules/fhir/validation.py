@@ -99,4 +99,7 @@ def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
     except (ValueError, TypeError) as exc:  # fhir_core raises plain errors for some shapes
         loc = SourceLocation(source, entry.line)
         return [Diagnostic("CPR-F010", f"{entry.path}: {exc}", location=loc, path=entry.path)]
+    except RecursionError:  # elements nested thousands deep (only an API caller's dict can be)
+        loc = SourceLocation(source, entry.line)
+        return [Diagnostic("CPR-F010", f"{entry.path}: nested too deeply", location=loc, path=entry.path)]
     return []

@@ -169,9 +169,11 @@ def create_app(
                     verifier.http = http
                 yield
         finally:
-            await evaluator.close()
-            await state.issued.flush()
-            store.close()
+            try:
+                await state.issued.flush()  # the records of the last cards sent
+                await evaluator.close()
+            finally:
+                store.close()
 
     app = FastAPI(
         title="careplan-rules CDS Hooks service",

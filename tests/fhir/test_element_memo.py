@@ -203,3 +203,13 @@ def test_the_resource_memo_is_bounded() -> None:
         memo.add((cls, str(i)))
         assert len(memo._valid) <= 4
     assert (cls, "19") in memo and (cls, "0") not in memo
+
+
+def test_elements_nested_too_deeply_are_a_problem_of_the_resource_not_a_crash() -> None:
+    deep: dict[str, Any] = {"url": "http://example.org/x"}
+    node = deep
+    for _ in range(3000):  # JSON text this deep is refused by the readers; a caller's dict is not
+        node["extension"] = [{"url": "http://example.org/x"}]
+        node = node["extension"][0]
+    errors = rendered(request("deep", extension=[deep]))
+    assert errors and "nested too deeply" in errors[0]
