@@ -4,7 +4,8 @@
   client cannot make the service buffer more than ``max_request_bytes`` (413), and JSON syntax
   (400, with line and column).
 * :class:`SafetyNetMiddleware` turns an unexpected exception into a 500 OperationOutcome and
-  logs only the exception type and code location: an exception *message* may quote data.
+  logs only the exception type and code location: an exception *message* may quote data; a
+  failed start-up is reported in one line, not as a traceback.
 * :class:`OutcomeCORSMiddleware` is Starlette's CORS with an origin allowlist whose refused
   preflights also answer with an OperationOutcome.
 """
@@ -129,6 +130,9 @@ class SafetyNetMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, _one_line_failures(send))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -154,6 +158,21 @@ class SafetyNetMiddleware:
                 500, (Issue("exception", "internal error in the CDS service; the request was not processed"),)
             )
             await response(scope, receive, send)
+
+
+def _one_line_failures(send: Send) -> Send:
+    """Starlette reports a failed start-up (an evaluation process that cannot start) with the
+    whole traceback, which uvicorn prints; the service's start-up errors are written to be read
+    alone, so only their last line goes out (all of it when the log level is debug)."""
+
+    async def one_line(message: Message) -> None:
+        failed = message["type"] in ("lifespan.startup.failed", "lifespan.shutdown.failed")
+        if failed and not log.isEnabledFor(logging.DEBUG):
+            lines = [line for line in str(message.get("message", "")).splitlines() if line.strip()]
+            message = {**message, "message": lines[-1] if lines else "start-up failed"}
+        await send(message)
+
+    return one_line
 
 
 class OutcomeCORSMiddleware(CORSMiddleware):

@@ -289,3 +289,31 @@ def test_a_serving_process_freezes_its_start_up_heap() -> None:
         "assert gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_threshold()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_evaluation_processes_that_cannot_start_fail_the_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def cannot(_config_json: str) -> Any:
+        raise EvaluationProcessError("an evaluation process could not start: MemoryError")
+
+    monkeypatch.setattr(_Process, "start", staticmethod(cannot))
+    app = start(tmp_path, evaluation_processes=1)
+    sent: list[dict[str, Any]] = []
+
+    async def lifespan() -> None:
+        messages = iter([{"type": "lifespan.startup"}])
+
+        async def receive() -> dict[str, Any]:
+            return next(messages, {"type": "lifespan.shutdown"})
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        with pytest.raises(EvaluationProcessError):
+            await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    asyncio.run(lifespan())
+    failed = [m for m in sent if m["type"] == "lifespan.startup.failed"]
+    assert len(failed) == 1 and "\n" not in failed[0]["message"]  # uvicorn prints it, then exits
+    assert failed[0]["message"].endswith("EvaluationProcessError: an evaluation process could not start: MemoryError")
