@@ -9,7 +9,7 @@ are validated and normalised on the evaluate path).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from careplan_rules.diagnostics import Diagnostic
 from careplan_rules.engine.criteria import CompiledCriterion, compile_criterion
@@ -66,9 +66,17 @@ class RuleSet:
     packs: tuple[Pack, ...]
     registries: Mapping[str, ValueSetRegistry]
     read_types: frozenset[str]
+    # outputs look rules up by id about twenty times per patient with findings
+    _by_id: Mapping[str, CompiledRule] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_id: dict[str, CompiledRule] = {}
+        for r in self.rules:
+            by_id.setdefault(r.id, r)  # the first, as a scan in order would find
+        object.__setattr__(self, "_by_id", by_id)
 
     def rule(self, rule_id: str) -> CompiledRule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        return self._by_id.get(rule_id)
 
 
 def _read_types(rule: LoadedRule) -> set[str]:
