@@ -38,7 +38,7 @@ class IssuedCardLog:
         self.delay = delay
         self._pending: list[IssuedCard] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._writing: asyncio.Lock | None = None  # made on the loop that uses it
+        self._writing = asyncio.Lock()  # (binds to a loop only when first waited on)
         self._flushes: set[asyncio.Task[None]] = set()
 
     def add(self, cards: Sequence[IssuedCard]) -> None:
@@ -57,8 +57,6 @@ class IssuedCardLog:
 
     async def flush(self) -> None:
         """Write everything queued so far (and wait for a write already under way)."""
-        if self._writing is None:
-            self._writing = asyncio.Lock()
         async with self._writing:
             if self._timer is not None:
                 self._timer.cancel()
