@@ -75,23 +75,30 @@ class TermIndex:
         self._maps = tuple(maps.values())
         self._pattern = compile_alternation(tokens)
         self._memo: dict[str, bool] = {}
+        self._keys: dict[object, bool] = {}  # element name -> is_term_key
 
     def mentions(self, resource: Mapping[str, Any]) -> bool:
         """True when some code or term in ``resource`` belongs to one of the value sets."""
         return self._dict_mentions(resource)
 
     # The same walk as term_strings, recursive with plain loops and stopping at the first term:
-    # it runs over every Observation of every record, where generators and the ABC checks of
-    # Mapping cost more than the rest. Subclasses of dict and list (an API caller's
-    # OrderedDict) and tuples are walked too: normalisation would read them.
+    # it runs over every Observation of every record, where generators, the ABC checks of
+    # Mapping and even the lru_cache of is_term_key cost more than the rest. Exact-type tests
+    # first: strings, dicts and lists of dicts are nearly every value; anything else (numbers,
+    # subclasses: an API caller's OrderedDict, tuples) takes the general path, which walks
+    # them as normalisation would read them.
     def _dict_mentions(self, node: Mapping[str, Any]) -> bool:
-        # exact-type tests first: plain strings and dicts are nearly every value; anything else
-        # (lists, numbers, subclasses) takes the general path
         memo = self._memo
+        keys = self._keys
         for key, value in node.items():
             kind = type(value)
             if kind is str:
-                if is_term_key(key):
+                term_key = keys.get(key)
+                if term_key is None:
+                    if len(keys) >= MEMO_SIZE:  # an API caller's made-up keys
+                        keys.clear()
+                    term_key = keys[key] = is_term_key(key)
+                if term_key:
                     found = memo.get(value)
                     if found is None:
                         found = self._hit(value)
@@ -100,6 +107,15 @@ class TermIndex:
             elif kind is dict:
                 if self._dict_mentions(value):
                     return True
+            elif kind is list:
+                for item in value:
+                    if type(item) is dict:
+                        if self._dict_mentions(item):
+                            return True
+                    elif self._value_mentions(key, item):
+                        return True
+            elif value is None or kind is bool:
+                continue
             elif self._value_mentions(key, value):
                 return True
         return False
