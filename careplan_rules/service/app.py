@@ -234,9 +234,11 @@ def _install_routes(app: FastAPI, state: _State) -> None:
         await state.authenticate(request, "/cds-services")
         return JSONResponse(state.discovery)
 
-    @app.post("/cds-services/{service_id}")
-    async def call_service(service_id: str, request: Request) -> Response:
+    # A plain Starlette route, not a FastAPI one: FastAPI's parameter solving cost 0.1 ms of CPU
+    # per call, measured, and this route is every hook call (the service's only busy path).
+    async def call_service(request: Request) -> Response:
         started = time.perf_counter()
+        service_id: str = request.path_params["service_id"]
         # authenticate first: an unauthenticated caller learns nothing, not even which ids exist
         caller = await state.authenticate(request, f"/cds-services/{service_id}")
         service = state.service(service_id)
@@ -265,6 +267,8 @@ def _install_routes(app: FastAPI, state: _State) -> None:
             (time.perf_counter() - started) * 1000,
         )
         return Response(answer.content, media_type="application/json")
+
+    app.add_route("/cds-services/{service_id}", call_service, methods=["POST"])
 
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> JSONResponse:
