@@ -82,7 +82,8 @@ def partition(doc: FhirDocument, index: ReferenceIndex, wanted_types: Iterable[s
     groups: dict[str, PatientGroup] = {}
     orphans: list[Entry] = []
     provenances: list[Entry] = []
-    owner: dict[str, str] = {}
+    owner: dict[str, str] = {}  # what each resource's patient is, for Provenance targets
+    with_provenance = any(entry.resource_type == "Provenance" for entry in doc.entries)
     for entry in doc.entries:
         rt = entry.resource_type
         if rt in SHARED_TYPES:
@@ -103,7 +104,8 @@ def partition(doc: FhirDocument, index: ReferenceIndex, wanted_types: Iterable[s
             group.patient_entry = entry
         else:
             group.entries.append(entry)
-        owner[index.ref_of(entry)] = pid
+        if with_provenance:
+            owner[index.ref_of(entry)] = pid
     problems: list[Diagnostic] = []
     for entry in provenances:
         pid = _provenance_patient(entry, index, owner)

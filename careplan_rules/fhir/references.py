@@ -28,7 +28,8 @@ from careplan_rules.fhir.reader import Entry
 
 _HISTORY = re.compile(r"/_history/[^/]+$")
 _REST = re.compile(r"^(?P<base>.*/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
-_TYPE_ID = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+_TYPE = re.compile(r"[A-Z][A-Za-z]+")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def _without_history(url: str) -> str:
@@ -68,6 +69,7 @@ class ReferenceIndex:
         self.by_type_id: dict[str, list[Entry]] = {}
         self.refs: dict[int, str] = {}
         self._bases: dict[str, str | None] = {}
+        self._heads: dict[str, str | None] = {}  # fullUrl without its id -> base, when RESTful
         self._resolved: dict[tuple[str, str | None], Resolved | None] = {}
         for entry in entries:
             ref = canonical_ref(entry)
@@ -80,13 +82,17 @@ class ReferenceIndex:
         """The server base of a RESTful fullUrl (``http://x/fhir/``), remembered per fullUrl."""
         url = _without_history(full_url)
         base: str | None
+        # What _REST.match(url)["base"] gives, without matching the whole URL: every entry of a
+        # prefetch has its own fullUrl, so this runs for each, but the part before the id
+        # ("http://x/fhir/Observation") is the same for all of a type.
         head, _, resource_id = url.rpartition("/")
-        prefix, slash, resource_type = head.rpartition("/")
-        if slash and "\n" not in url and _TYPE_ID.fullmatch(f"{resource_type}/{resource_id}"):
-            # what _REST.match(url)["base"] gives, without matching the whole URL (every entry
-            # of a prefetch has its own fullUrl: this runs for each)
-            base = prefix + "/"
+        if head in self._heads:
+            base = self._heads[head]
         else:
+            prefix, slash, resource_type = head.rpartition("/")
+            plain = slash and "\n" not in head and _TYPE.fullmatch(resource_type)
+            base = self._heads[head] = prefix + "/" if plain else None
+        if base is None or _ID.fullmatch(resource_id) is None:
             m = _REST.match(url)
             base = m["base"] if m else None
         self._bases[full_url] = base
