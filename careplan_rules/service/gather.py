@@ -159,7 +159,7 @@ async def _run(jobs: dict[str, Awaitable[Found]], budget: float, missing: list[I
 def _refuse_foreign(collected: list[tuple[str, Found]], patient_id: str) -> None:
     problems = Problems()
     for key, found in collected:
-        if any(foreign_patient(r, patient_id) for r, _ in found):
+        if _any_foreign(found, patient_id):
             problems.add(
                 "invalid",
                 f"prefetch key {key!r} holds data of a patient other than context.patientId; "
@@ -167,6 +167,13 @@ def _refuse_foreign(collected: list[tuple[str, Found]], patient_id: str) -> None
                 f"prefetch.{key}",
             )
     problems.raise_if_any()
+
+
+def _any_foreign(found: Found, patient_id: str) -> bool:
+    for resource, _ in found:  # noqa: SIM110 - a plain loop: no generator frame per resource
+        if foreign_patient(resource, patient_id):
+            return True
+    return False
 
 
 def _as_context_patient(order: dict[str, Any], patient_id: str) -> dict[str, Any]:
@@ -184,21 +191,24 @@ def _identity(resource: dict[str, Any]) -> str | None:
 
 
 def _merge(groups: list[tuple[str, Found]]) -> list[tuple[dict[str, Any], str | None]]:
-    """One entry per resource; a later group (draft orders) replaces an earlier copy (the record)."""
-    order: list[str] = []
+    """One entry per resource; a later group (draft orders) replaces an earlier copy (the record),
+    in the place of the first (a dict keeps a key where it was first put)."""
     by_identity: dict[str, tuple[dict[str, Any], str | None]] = {}
     anonymous: list[tuple[dict[str, Any], str | None]] = []
     for _key, found in groups:
-        for resource, full_url in found:
-            ident = _identity(resource)
-            if ident is None:
-                anonymous.append((resource, full_url))
+        for pair in found:  # _identity inlined: this runs for every resource of every call
+            resource = pair[0]
+            rid = resource.get("id")
+            if not isinstance(rid, str) or not rid:
+                anonymous.append(pair)
                 continue
-            if ident not in by_identity:
-                order.append(ident)
+            ident = f"{resource['resourceType']}/{rid}"
             previous = by_identity.get(ident)
-            by_identity[ident] = (resource, full_url or (previous[1] if previous else None))
-    return [by_identity[i] for i in order] + anonymous
+            if previous is None or pair[1]:
+                by_identity[ident] = pair
+            else:
+                by_identity[ident] = (resource, previous[1])
+    return [*by_identity.values(), *anonymous]
 
 
 def _medication_ref(resource: dict[str, Any]) -> str | None:
