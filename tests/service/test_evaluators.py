@@ -317,3 +317,17 @@ def test_evaluation_processes_that_cannot_start_fail_the_start_in_one_line(
     failed = [m for m in sent if m["type"] == "lifespan.startup.failed"]
     assert len(failed) == 1 and "\n" not in failed[0]["message"]  # uvicorn prints it, then exits
     assert failed[0]["message"].endswith("EvaluationProcessError: an evaluation process could not start: MemoryError")
+
+
+def test_answers_cross_the_pipe_unchanged() -> None:
+    import io
+
+    from careplan_rules.service.calls import Answer
+    from careplan_rules.service.evaluation_process import frame, read_frame
+    from careplan_rules.service.store import IssuedCard
+
+    issued = IssuedCard("c1", "svc", "patient-view", "h1", "warning", "KR-SER-01", "1.0.0", "kratom", "1.0.0")
+    answer = Answer(b'{"cards":[]}', (issued, IssuedCard("c2", "svc", "order-sign", "h1", "info")), 0, "h1", ("x",))
+    back = read_frame(io.BytesIO(frame(("ok", answer))))
+    assert back == ("ok", answer)
+    assert [type(i) for i in back[1].issued] == [IssuedCard, IssuedCard]
