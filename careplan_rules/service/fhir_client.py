@@ -99,10 +99,7 @@ class FhirClient:
         if data is None:
             return []
         if data["resourceType"] == "Bundle":
-            found, failed = bundle_resources(data)
-            if failed:
-                raise FetchError("the FHIR server's Bundle holds an error OperationOutcome")
-            return found
+            return _resources_of(data, "the FHIR server's Bundle")
         return [(data, None)]
 
     async def search(self, relative: str) -> Found:
@@ -120,9 +117,7 @@ class FhirClient:
     async def _collect(self, first: dict[str, Any]) -> Found:
         if first["resourceType"] != "Bundle":
             return [(first, None)]
-        found, failed = bundle_resources(first)
-        if failed:
-            raise FetchError("the FHIR server's search Bundle holds an error OperationOutcome")
+        found = _resources_of(first, "the FHIR server's search Bundle")
         more = next_link(first)
         if more is not None:
             found.extend(await self._page_chain(more, 1))
@@ -149,9 +144,20 @@ class FhirClient:
             pages_done += 1
             if page is None or page["resourceType"] != "Bundle":
                 raise FetchError("a 'next' page of the search is not a Bundle")
-            items, failed = bundle_resources(page)
-            if failed:
-                raise FetchError("a page of the search holds an error OperationOutcome")
-            found.extend(items)
+            found.extend(_resources_of(page, "a page of the search"))
             next_url = next_link(page)
         return found
+
+
+def _resources_of(bundle: dict[str, Any], what: str) -> Found:
+    """The resources of a fetched Bundle.
+
+    Raises:
+        FetchError: an entry is an error OperationOutcome, or is not a FHIR resource.
+    """
+    content = bundle_resources(bundle)
+    if content.failed:
+        raise FetchError(f"{what} holds an error OperationOutcome")
+    if content.malformed:
+        raise FetchError(f"{what} is malformed: {content.malformed[0]}", code="structure")
+    return content.resources

@@ -74,9 +74,10 @@ async def gather(
     """
     problems = Problems()
     items = [classify(t, call.prefetch, problems) for t in templates]
+    extra = extra_resources(call.prefetch, {t.key for t in templates}, problems)
     problems.raise_if_any()
     collected: list[tuple[str, Found]] = [(i.template.key, list(i.resources)) for i in items]
-    collected.extend(extra_resources(call.prefetch, {t.key for t in templates}))
+    collected.extend(extra)
     _refuse_foreign(collected, call.patient_id)
 
     missing: list[Issue] = []

@@ -139,24 +139,46 @@ def next_link(bundle: Mapping[str, Any]) -> str | None:
     return None
 
 
-def bundle_resources(bundle: Mapping[str, Any]) -> tuple[list[tuple[dict[str, Any], str | None]], bool]:
-    """Entries of a search Bundle, and whether an entry is an error OperationOutcome.
+@dataclass(frozen=True, slots=True)
+class BundleContent:
+    """What a search Bundle holds."""
+
+    resources: list[tuple[dict[str, Any], str | None]]  # (resource, fullUrl)
+    failed: bool  # an entry is an error OperationOutcome: the search did not complete
+    malformed: list[str]  # entries that are not FHIR resources: "entry[3]: why"
+
+
+def bundle_resources(bundle: Mapping[str, Any]) -> BundleContent:
+    """Entries of a search Bundle, whether an entry is an error OperationOutcome, and which
+    entries are not resources at all.
 
     Search bundles may carry an OperationOutcome entry (``search.mode = outcome``); warnings
     there are informational, but an error or fatal issue means the search did not complete.
+    An entry without a resource is skipped, as the reader skips it (a transaction response's
+    DELETE); an entry that is not an object, or whose resource is not a FHIR resource, is
+    reported: skipped, it could be the one record that makes a rule fire.
     """
     out: list[tuple[dict[str, Any], str | None]] = []
     failed = False
-    for entry in bundle.get("entry") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+    malformed: list[str] = []
+    entries = bundle.get("entry") or []
+    for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+        if not isinstance(entry, dict):
+            malformed.append(f"entry[{i}] is not an object")
             continue
-        resource = entry["resource"]
-        if resource.get("resourceType") == "OperationOutcome":
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        rt = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not isinstance(rt, str) or not rt:
+            malformed.append(f"entry[{i}].resource is not a FHIR resource (an object with a resourceType)")
+            continue
+        if rt == "OperationOutcome":
             failed = failed or outcome_is_error(resource)
             continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-        out.append((resource, full_url))
-    return out, failed
+        full_url = entry.get("fullUrl")
+        out.append((resource, full_url if isinstance(full_url, str) else None))
+    return BundleContent(out, failed, malformed)
 
 
 def outcome_is_error(outcome: Mapping[str, Any]) -> bool:
@@ -185,8 +207,13 @@ def classify(template: PrefetchTemplate, prefetch: Mapping[str, Any], problems: 
         if entries is not None and not isinstance(entries, list):
             problems.add("structure", f"prefetch key {key!r}: Bundle.entry must be a list", f"prefetch.{key}.entry")
             return PrefetchItem(template, PrefetchState.NULL)
-        resources, failed = bundle_resources(value)
-        if failed:
+        content = bundle_resources(value)
+        for problem in content.malformed:
+            problems.add("structure", f"prefetch key {key!r}: Bundle.{problem}", f"prefetch.{key}")
+        if content.malformed:
+            return PrefetchItem(template, PrefetchState.NULL)
+        resources = content.resources
+        if content.failed:
             return PrefetchItem(template, PrefetchState.OUTCOME)
         more = next_link(value)
         if more is not None:
@@ -205,17 +232,20 @@ def classify(template: PrefetchTemplate, prefetch: Mapping[str, Any], problems: 
 
 
 def extra_resources(
-    prefetch: Mapping[str, Any], declared: Collection[str]
+    prefetch: Mapping[str, Any], declared: Collection[str], problems: Problems
 ) -> list[tuple[str, list[tuple[dict[str, Any], str | None]]]]:
     """Resources under keys the service did not declare: used, never dropped (they are the
-    client's data for this patient), except values that are not FHIR at all."""
+    client's data for this patient), except values that are not FHIR at all; a Bundle's
+    entries that are not resources are added to ``problems``, as under a declared key."""
     out = []
     for key, value in prefetch.items():
         if key in declared or not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             continue
         if value["resourceType"] == "Bundle":
-            resources, _failed = bundle_resources(value)
-            out.append((key, resources))
+            content = bundle_resources(value)
+            for problem in content.malformed:
+                problems.add("structure", f"prefetch key {key!r}: Bundle.{problem}", f"prefetch.{key}")
+            out.append((key, content.resources))
         elif value["resourceType"] != "OperationOutcome":
             out.append((key, [(value, None)]))
     return out

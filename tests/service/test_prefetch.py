@@ -61,6 +61,55 @@ def test_a_read_key_holds_one_resource() -> None:
     assert problems.items and problems.items[0].expression == ("prefetch.patient",)
 
 
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("kratom", "entry[1] is not an object"),
+        ({"resource": "kratom"}, "entry[1].resource is not a FHIR resource"),
+        ({"resource": {"id": "k9", "medicationCodeableConcept": {"text": "kratom"}}}, "entry[1].resource is not"),
+        ({"resource": {"resourceType": 5}}, "entry[1].resource is not"),
+    ],
+)
+def test_an_entry_that_is_not_a_resource_is_a_400_never_skipped(
+    tmp_path: Path, pv_body: Body, entry: Any, why: str
+) -> None:
+    searchset = bundle(sertraline(), btype="searchset")
+    searchset["entry"].append(entry)
+    for key in ("medicationStatement", "notDeclaredByTheService"):
+        body = pv_body(patient(), kratom())
+        body["prefetch"][key] = searchset
+        with running(start(tmp_path)) as c:
+            response = c.post(f"/cds-services/{PV}", json=body)
+        assert response.status_code == 400, response.text
+        [issue] = response.json()["issue"]
+        assert issue["code"] == "structure" and why in issue["details"]["text"]
+        assert issue["expression"] == [f"prefetch.{key}"]
+
+
+def test_an_entry_without_a_resource_is_skipped_as_the_reader_skips_it() -> None:
+    searchset = bundle(kratom(), btype="searchset")
+    searchset["entry"].append({"fullUrl": f"{FHIR}/MedicationStatement/gone", "request": {"method": "DELETE"}})
+    problems = Problems()
+    item = classify(MS, {"medicationStatement": searchset}, problems)
+    assert item.state is PrefetchState.BUNDLE and len(item.resources) == 1 and not problems.items
+
+
+def test_a_fetched_bundle_with_an_entry_that_is_not_a_resource_is_a_412(tmp_path: Path, pv_body: Body) -> None:
+    import httpx
+
+    class Malformed(FhirStub):
+        def handle(self, request: httpx.Request) -> httpx.Response:
+            page = super().handle(request).json()
+            page["entry"].append({"resource": {"id": "no-type"}})
+            return httpx.Response(200, json=page)
+
+    body = with_key(pv_body(patient(), sertraline()), "medicationStatement")
+    response = call(tmp_path, Malformed([kratom()]), body)
+    assert response.status_code == 412, response.text
+    [issue] = response.json()["issue"]
+    assert issue["code"] == "structure" and "entry[1].resource is not a FHIR resource" in issue["details"]["text"]
+
+
 def with_key(body: dict[str, Any], key: str, value: Any = ...) -> dict[str, Any]:
     if value is ...:
         del body["prefetch"][key]
