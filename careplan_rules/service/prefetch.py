@@ -145,7 +145,7 @@ class BundleContent:
 
     resources: list[tuple[dict[str, Any], str | None]]  # (resource, fullUrl)
     failed: bool  # an entry is an error OperationOutcome: the search did not complete
-    malformed: list[str]  # entries that are not FHIR resources: "entry[3]: why"
+    malformed: list[str]  # entries that are not FHIR resources: "entry[3] is not an object"
 
 
 def bundle_resources(bundle: Mapping[str, Any]) -> BundleContent:
@@ -162,7 +162,9 @@ def bundle_resources(bundle: Mapping[str, Any]) -> BundleContent:
     failed = False
     malformed: list[str] = []
     entries = bundle.get("entry") or []
-    for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+    if not isinstance(entries, list):
+        return BundleContent(out, failed, ["entry is not a list"])
+    for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             malformed.append(f"entry[{i}] is not an object")
             continue

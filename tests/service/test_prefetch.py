@@ -68,13 +68,17 @@ def test_a_read_key_holds_one_resource() -> None:
         ({"resource": "kratom"}, "entry[1].resource is not a FHIR resource"),
         ({"resource": {"id": "k9", "medicationCodeableConcept": {"text": "kratom"}}}, "entry[1].resource is not"),
         ({"resource": {"resourceType": 5}}, "entry[1].resource is not"),
+        (None, "entry"),  # not a list: under a declared key "Bundle.entry must be a list"
     ],
 )
 def test_an_entry_that_is_not_a_resource_is_a_400_never_skipped(
     tmp_path: Path, pv_body: Body, entry: Any, why: str
 ) -> None:
     searchset = bundle(sertraline(), btype="searchset")
-    searchset["entry"].append(entry)
+    if entry is None:
+        searchset["entry"] = {"0": searchset["entry"][0]}
+    else:
+        searchset["entry"].append(entry)
     for key in ("medicationStatement", "notDeclaredByTheService"):
         body = pv_body(patient(), kratom())
         body["prefetch"][key] = searchset
@@ -83,7 +87,7 @@ def test_an_entry_that_is_not_a_resource_is_a_400_never_skipped(
         assert response.status_code == 400, response.text
         [issue] = response.json()["issue"]
         assert issue["code"] == "structure" and why in issue["details"]["text"]
-        assert issue["expression"] == [f"prefetch.{key}"]
+        assert issue["expression"][0] in (f"prefetch.{key}", f"prefetch.{key}.entry")
 
 
 def test_an_entry_without_a_resource_is_skipped_as_the_reader_skips_it() -> None:
