@@ -118,9 +118,12 @@ def prepare(
 
 def _mentions(entry: Entry, index: ReferenceIndex, terms: TermIndex) -> bool:
     """Whether the resource, or a Medication it references, mentions the packs' terminology."""
-    if terms.mentions(entry.resource):
+    r = entry.resource
+    if terms.mentions(r):
         return True
-    for ref in _medication_references(entry.resource):
+    if "medicationReference" not in r and "medication" not in r:
+        return False  # the usual: no Medication to look at (no generator for each resource)
+    for ref in _medication_references(r):
         resolved = index.resolve(ref, container=entry.resource, from_entry=entry)
         if resolved is None:
             return True  # unknown medication: read it, so normalisation reports the reference
