@@ -17,6 +17,7 @@ from typing import Any
 from careplan_rules.service.errors import Problems
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+MAX_ID_LENGTH = 256  # hookInstance (a UUID), and the card and suggestion ids feedback names
 _TYPED_REF = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
 USER_TYPES = {
     "patient-view": ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson"),
@@ -84,6 +85,12 @@ def parse_hook_call(body: Any, service_hook: str, *, lenient_user: bool = False)
     if hook is not None and hook != service_hook:
         problems.add("value", f"this service answers the {service_hook!r} hook, not {hook!r}", "hook")
     hook_instance = _string(body, "hookInstance", problems, "", required=True)
+    if hook_instance is not None and len(hook_instance) > MAX_ID_LENGTH:
+        # it is logged with every call and stored with every card sent: an identifier, not a payload
+        problems.add(
+            "too-long", f"hookInstance must be at most {MAX_ID_LENGTH} characters (a UUID has 36)", "hookInstance"
+        )
+        hook_instance = None
     fhir = _fhir_access(body, problems)
     context = body.get("context")
     if not isinstance(context, dict):

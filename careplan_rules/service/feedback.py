@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from careplan_rules.service.context import MAX_ID_LENGTH
 from careplan_rules.service.errors import Problems
 from careplan_rules.service.store import FeedbackItem
 
@@ -52,6 +53,10 @@ def parse_feedback(body: Any) -> list[FeedbackItem]:
         card = item.get("card")
         if not isinstance(card, str) or not card:
             problems.add("required", "card (the card's uuid) is required", f"{where}.card")
+        elif len(card) > MAX_ID_LENGTH:
+            too_long = f"card must be at most {MAX_ID_LENGTH} characters (a UUID has 36)"
+            problems.add("too-long", too_long, f"{where}.card")
+            card = None
         outcome = item.get("outcome")
         if outcome not in OUTCOMES:
             problems.add("value", "outcome must be 'accepted' or 'overridden'", f"{where}.outcome")
@@ -84,6 +89,12 @@ def _accepted(item: dict[str, Any], outcome: Any, where: str, problems: Problems
         sid = sugg.get("id") if isinstance(sugg, dict) else None
         if not isinstance(sid, str) or not sid:
             problems.add("required", "each accepted suggestion needs its id", f"{where}.acceptedSuggestions[{j}].id")
+        elif len(sid) > MAX_ID_LENGTH:
+            problems.add(
+                "too-long",
+                f"a suggestion id must be at most {MAX_ID_LENGTH} characters (a UUID has 36)",
+                f"{where}.acceptedSuggestions[{j}].id",
+            )
         else:
             ids.append(sid)
     return tuple(ids)

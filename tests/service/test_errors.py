@@ -117,6 +117,15 @@ def test_order_sign_needs_draft_orders(client: Client) -> None:
     assert expressions(outcome(client.post(f"/cds-services/{OSIGN}", json=body), 400)) == {"context.draftOrders"}
 
 
+def test_hook_instance_is_an_identifier_not_a_payload(client: Client, pv_body: Body, pv_url: str) -> None:
+    # it is logged with every call and stored with every card: a client's megabyte would be too
+    response = client.post(pv_url, json=pv_body(hookInstance="h" * 257))
+    assert response.status_code == 400
+    [issue] = response.json()["issue"]
+    assert issue["code"] == "too-long" and issue["expression"] == ["hookInstance"]
+    assert client.post(pv_url, json=pv_body(hookInstance="h" * 256)).status_code == 200
+
+
 def test_context_must_be_an_object(client: Client) -> None:
     body = {"hook": "patient-view", "hookInstance": "i", "context": "p1"}
     assert expressions(outcome(client.post(f"/cds-services/{PV}", json=body), 400)) == {"context"}

@@ -78,6 +78,16 @@ def test_spec_feedback_examples_are_stored(client: Client, example: str) -> None
             "feedback[0].overrideReason.reason",
         ),
         ("not an object", "feedback[0]"),
+        ({"card": "c" * 257, "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00Z"}, "feedback[0].card"),
+        (
+            {
+                "card": "c",
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": "s" * 257}],
+                "outcomeTimestamp": "2026-01-01T00:00:00Z",
+            },
+            "feedback[0].acceptedSuggestions[0].id",
+        ),
     ],
 )
 def test_invalid_feedback_is_400(client: Client, item: Any, where: str) -> None:
