@@ -145,7 +145,8 @@ class JwtVerifier:
             raise AuthError("the bearer token is not a well-formed JWT") from None
         alg = header.get("alg")
         if alg not in ALGORITHMS:
-            raise AuthError(f"JWT algorithm {alg!r} is not accepted (only {', '.join(ALGORITHMS)})")
+            # the header is the caller's text and the reason is logged: a bounded quote of it
+            raise AuthError(f"JWT algorithm {str(alg)[:20]!r} is not accepted (only {', '.join(ALGORITHMS)})")
         typ = header.get("typ")
         if typ is not None and str(typ).upper() != "JWT":
             raise AuthError("JWT header typ must be JWT")

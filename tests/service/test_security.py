@@ -157,6 +157,17 @@ def test_tokens_are_never_logged(secured: Client, es: SigningKey, caplog: pytest
     assert token not in caplog.text and token.split(".")[1] not in caplog.text
 
 
+def test_what_a_bad_token_says_is_logged_only_in_part(secured: Client, caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    token = f"{part({'alg': 'X' * 5000, 'kid': 'k'})}.{part({'iss': EHR})}.c2ln"
+    assert is_401(secured.get("/cds-services", headers=bearer(token)))
+    assert "X" * 20 in caplog.text and "X" * 21 not in caplog.text
+
+
 def test_the_spec_test_vector_verifies(tmp_path: Path) -> None:
     vector = read_json(external("cds-hooks", "spec-2.0.1", "jwt-es384-test-vector.json"))
     claims = vector["jwt_payload"]
