@@ -94,14 +94,15 @@ class _State:
             return Caller()
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        path = request.url.path[:200]  # the caller's text (an unknown service id): logged in part
         if scheme.lower() != "bearer" or not token.strip():
-            log.warning("401 on %s: no bearer token", request.url.path)
+            log.warning("401 on %s: no bearer token", path)
             raise unauthorized()
         base = self.config.public_url or str(request.base_url).rstrip("/")
         try:
             return await self.verifier.verify(token.strip(), tuple(base + p for p in paths))
         except AuthError as exc:
-            log.warning("401 on %s: %s", request.url.path, exc.reason)
+            log.warning("401 on %s: %s", path, exc.reason)
             raise unauthorized() from None
 
     def service(self, service_id: str) -> ServiceDefinition:

@@ -166,6 +166,8 @@ def test_what_a_bad_token_says_is_logged_only_in_part(secured: Client, caplog: p
     token = f"{part({'alg': 'X' * 5000, 'kid': 'k'})}.{part({'iss': EHR})}.c2ln"
     assert is_401(secured.get("/cds-services", headers=bearer(token)))
     assert "X" * 20 in caplog.text and "X" * 21 not in caplog.text
+    assert is_401(secured.post("/cds-services/" + "Y" * 5000, json={}))
+    assert "Y" * 180 in caplog.text and "Y" * 201 not in caplog.text
 
 
 def test_the_spec_test_vector_verifies(tmp_path: Path) -> None:
