@@ -153,7 +153,8 @@ def _provenance_patient(entry: Entry, index: ReferenceIndex, owner: dict[str, st
         ref = index.ref_string(direct, container=r, from_entry=entry)
         if ref:
             return ref
-    for target in r.get("target") or []:
+    targets = r.get("target")
+    for target in targets if isinstance(targets, list) else ():  # not validated yet: any shape
         ref = index.ref_string(target, container=r, from_entry=entry)
         if ref is None:
             continue

@@ -101,19 +101,47 @@ def prepare(
     validated_shared: dict[int, list[Diagnostic]] = {}
     for pid, group in parts.groups.items():
         errors: list[Diagnostic] = []
+        notes = list(group.notes)
         skipped: set[int] = set()
         entries = ([group.patient_entry] if group.patient_entry is not None else []) + group.entries
         for entry in entries:
             if terms is not None and entry.resource_type in SCREENED_TYPES and not _mentions(entry, index, terms):
                 if not facts_for_all:
                     skipped.add(id(entry.resource))
+                elif unread := _invalid(entry, index, doc.source, release, validated_shared):
+                    # explanations list its facts, but what is not valid FHIR cannot be read
+                    # safely; no outcome depends on it, so it is a note, not an error
+                    skipped.add(id(entry.resource))
+                    notes.append(
+                        Diagnostic(
+                            "CPR-F013",
+                            f"{unread.message}; this {entry.resource_type} is not read (it mentions none of "
+                            "the packs' codes or terms, so no outcome depends on it)",
+                            location=unread.location,
+                            path=unread.path,
+                        )
+                    )
                 continue
-            errors.extend(validate_entry(entry, release, doc.source))
-            errors.extend(_validate_references(entry, index, doc.source, release, validated_shared))
+            problems = validate_entry(entry, release, doc.source)
+            problems += _validate_references(entry, index, doc.source, release, validated_shared)
+            if problems:
+                # Not normalised: normalisation reads the shapes validation checks, and what
+                # failed here can be any shape (the patient's result is these errors anyway;
+                # the rest of the record is still read, so its own problems are reported too).
+                skipped.add(id(entry.resource))
+                errors.extend(problems)
         record, problems = build_record(group, index, release, doc.source, skipped)
         errors.extend(problems)
-        prepared.patients.append(PreparedPatient(pid, record if not errors else None, errors, list(group.notes)))
+        prepared.patients.append(PreparedPatient(pid, record if not errors else None, errors, notes))
     return prepared
+
+
+def _invalid(
+    entry: Entry, index: ReferenceIndex, source: str, release: str, cache: dict[int, list[Diagnostic]]
+) -> Diagnostic | None:
+    """The first validation problem of a resource (or of the Medication it references), if any."""
+    problems = validate_entry(entry, release, source) + _validate_references(entry, index, source, release, cache)
+    return problems[0] if problems else None
 
 
 def _mentions(entry: Entry, index: ReferenceIndex, terms: TermIndex) -> bool:

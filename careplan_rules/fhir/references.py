@@ -113,7 +113,8 @@ class ReferenceIndex:
                 return None
             if ref == "#":
                 return Resolved(container, self.refs.get(id(container), "#"), False)
-            for item in container.get("contained") or []:
+            contained = container.get("contained")
+            for item in contained if isinstance(contained, list) else ():  # any shape: not validated yet
                 if isinstance(item, dict) and item.get("id") == ref[1:]:
                     return Resolved(item, ref, True)
             return None

@@ -99,6 +99,10 @@ def validate_entry(entry: Entry, version: str, source: str) -> list[Diagnostic]:
     except (ValueError, TypeError) as exc:  # fhir_core raises plain errors for some shapes
         loc = SourceLocation(source, entry.line)
         return [Diagnostic("CPR-F010", f"{entry.path}: {exc}", location=loc, path=entry.path)]
+    except KeyError as exc:  # fhir_core looks up a nested resource's resourceType without a check
+        loc = SourceLocation(source, entry.line)
+        message = f"{entry.path}: an element holds a resource of unknown type ({exc})"
+        return [Diagnostic("CPR-F010", message, location=loc, path=entry.path)]
     except RecursionError:  # elements nested thousands deep (only an API caller's dict can be)
         loc = SourceLocation(source, entry.line)
         return [Diagnostic("CPR-F010", f"{entry.path}: nested too deeply", location=loc, path=entry.path)]

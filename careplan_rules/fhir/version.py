@@ -59,6 +59,8 @@ def signals(entry: Entry) -> Iterable[VersionSignal]:
             yield VersionSignal("R5", where, f"{rt}.medication (CodeableReference)")
     if rt == "MedicationStatement":
         status = r.get("status")
+        if not isinstance(status, str):
+            status = None  # a malformed status signals nothing (validation reports it)
         if status in ("recorded", "draft"):
             yield VersionSignal("R5", where, f"MedicationStatement.status {status!r}")
         elif status in R4_STATEMENT_STATUS:
@@ -77,7 +79,8 @@ def signals(entry: Entry) -> Iterable[VersionSignal]:
     if rt == "Encounter" and "class" in r:
         yield VersionSignal("R5" if isinstance(r["class"], list) else "R4", where, "Encounter.class")
     if rt == "CarePlan":
-        for act in r.get("activity") or []:
+        activities = r.get("activity")
+        for act in activities if isinstance(activities, list) else ():  # read before validation: any shape
             if isinstance(act, dict):
                 if "detail" in act or "reference" in act:
                     yield VersionSignal("R4", where, "CarePlan.activity.detail/reference")

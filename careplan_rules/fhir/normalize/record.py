@@ -44,7 +44,8 @@ def build_record(
     """Normalise a patient's resources; problems (e.g. unresolvable medications) are returned.
 
     ``skipped`` holds the ``id()`` of resources no rule can read (see the pipeline's
-    screening): they are listed in ``resource_refs`` but give no facts.
+    screening) or that failed validation: they are listed in ``resource_refs`` but give no
+    facts.
     """
     problems: list[Diagnostic] = []
     exposures: list[MedicationExposure] = []
@@ -55,7 +56,7 @@ def build_record(
     patient: PatientFact | None = None
     refs: set[str] = set()
     release = "R5" if version == "R5" else "R4"
-    if group.patient_entry is not None:
+    if group.patient_entry is not None and id(group.patient_entry.resource) not in skipped:
         ctx = Context(index, release, source, group.patient_entry)
         patient = patient_from(ctx)
     for entry in group.entries:
