@@ -81,7 +81,9 @@ def rest_key(reference: str) -> tuple[str, str] | None:
 
 
 def _contained_ids(resource: dict[str, Any]) -> set[str]:
-    return {c["id"] for c in resource.get("contained") or [] if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    contained = resource.get("contained")
+    items = contained if isinstance(contained, list) else []  # another shape: the structure check reports it
+    return {c["id"] for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)}
 
 
 class DocumentResolver:
@@ -367,7 +369,7 @@ class IntegrityChecker:
     def _check_contained(self, entry: Entry, digest: Digest, location: SourceLocation) -> Iterator[Diagnostic]:
         if not digest.contained:
             return
-        referenced = {s.reference.get("reference") for s in digest.refs}
+        referenced = {r for s in digest.refs if isinstance(r := s.reference.get("reference"), str)}
         to_container = {s.contained_id for s in digest.refs if s.reference.get("reference") == "#"}
         for site in digest.contained:
             cid = site.resource.get("id")

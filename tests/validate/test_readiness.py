@@ -98,3 +98,18 @@ def test_more_than_one_patient_in_a_bundle(check: Check) -> None:
 
 def test_one_patient_named_by_reference_only_is_fine(check: Check) -> None:
     assert "CPR-V308" not in codes(check(kratom(), sertraline()))
+
+
+def test_any_shape_is_reported_never_a_crash(check: Check) -> None:
+    """Shapes the later checks read before structure has refused them (found by mutating the
+    bundled examples at random; each made `validate` fail with TypeError)."""
+    shapes = [
+        med_statement("k1", {"coding": 5}),
+        sertraline(dosageInstruction=2.5),
+        {"resourceType": "Medication", "id": "m1", "ingredient": 3},
+        sertraline(contained=True),
+        sertraline(reasonReference=[{"reference": {"reference": "Condition/c1"}}], contained=[]),
+    ]
+    for resource in shapes:
+        found = check(patient(), resource)
+        assert any(d.is_error for d in found), resource
