@@ -118,7 +118,8 @@ def _provenance(entry: Entry, index: ReferenceIndex, ref: str, file: str, line: 
         if key and _clean(key) and not key.startswith("#"):
             return Classified(RESOURCE, "Provenance", key, ref)
     targets = []
-    for target in r.get("target") or []:
+    listed = r.get("target")
+    for target in listed if isinstance(listed, list) else ():  # not validated yet: any shape
         t = index.ref_string(target, container=r, from_entry=entry)
         if t and _clean(t):
             targets.append(t)

@@ -132,7 +132,8 @@ def foreign_patient(resource: Mapping[str, Any], patient_id: str) -> str | None:
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():  # the client's JSON: any shape
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             url: str = link["url"]
             return url

@@ -90,6 +90,13 @@ def test_an_entry_that_is_not_a_resource_is_a_400_never_skipped(
         assert issue["expression"][0] in (f"prefetch.{key}", f"prefetch.{key}.entry")
 
 
+def test_a_link_element_of_another_shape_is_no_next_page() -> None:
+    searchset = bundle(kratom(), btype="searchset")
+    searchset["link"] = 5
+    item = classify(MS, {"medicationStatement": searchset}, Problems())
+    assert item.state is PrefetchState.BUNDLE and item.next_url is None
+
+
 def test_an_entry_without_a_resource_is_skipped_as_the_reader_skips_it() -> None:
     searchset = bundle(kratom(), btype="searchset")
     searchset["entry"].append({"fullUrl": f"{FHIR}/MedicationStatement/gone", "request": {"method": "DELETE"}})
