@@ -108,40 +108,38 @@ def prepare(
             if terms is not None and entry.resource_type in SCREENED_TYPES and not _mentions(entry, index, terms):
                 if not facts_for_all:
                     skipped.add(id(entry.resource))
-                elif unread := _invalid(entry, index, doc.source, release, validated_shared):
+                elif unread := _validation_problems(entry, index, doc.source, release, validated_shared):
                     # explanations list its facts, but what is not valid FHIR cannot be read
                     # safely; no outcome depends on it, so it is a note, not an error
                     skipped.add(id(entry.resource))
                     notes.append(
                         Diagnostic(
                             "CPR-F013",
-                            f"{unread.message}; this {entry.resource_type} is not read (it mentions none of "
+                            f"{unread[0].message}; this {entry.resource_type} is not read (it mentions none of "
                             "the packs' codes or terms, so no outcome depends on it)",
-                            location=unread.location,
-                            path=unread.path,
+                            location=unread[0].location,
+                            path=unread[0].path,
                         )
                     )
                 continue
-            problems = validate_entry(entry, release, doc.source)
-            problems += _validate_references(entry, index, doc.source, release, validated_shared)
-            if problems:
+            invalid = _validation_problems(entry, index, doc.source, release, validated_shared)
+            if invalid:
                 # Not normalised: normalisation reads the shapes validation checks, and what
                 # failed here can be any shape (the patient's result is these errors anyway;
                 # the rest of the record is still read, so its own problems are reported too).
                 skipped.add(id(entry.resource))
-                errors.extend(problems)
+                errors.extend(invalid)
         record, problems = build_record(group, index, release, doc.source, skipped)
         errors.extend(problems)
         prepared.patients.append(PreparedPatient(pid, record if not errors else None, errors, notes))
     return prepared
 
 
-def _invalid(
+def _validation_problems(
     entry: Entry, index: ReferenceIndex, source: str, release: str, cache: dict[int, list[Diagnostic]]
-) -> Diagnostic | None:
-    """The first validation problem of a resource (or of the Medication it references), if any."""
-    problems = validate_entry(entry, release, source) + _validate_references(entry, index, source, release, cache)
-    return problems[0] if problems else None
+) -> list[Diagnostic]:
+    """What validation finds wrong with a resource and the bundled Medications it references."""
+    return validate_entry(entry, release, source) + _validate_references(entry, index, source, release, cache)
 
 
 def _mentions(entry: Entry, index: ReferenceIndex, terms: TermIndex) -> bool:
