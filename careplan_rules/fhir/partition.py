@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from careplan_rules.diagnostics import Diagnostic, SourceLocation
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry, FhirDocument
 from careplan_rules.fhir.references import ReferenceIndex
 
@@ -153,8 +154,7 @@ def _provenance_patient(entry: Entry, index: ReferenceIndex, owner: dict[str, st
         ref = index.ref_string(direct, container=r, from_entry=entry)
         if ref:
             return ref
-    targets = r.get("target")
-    for target in targets if isinstance(targets, list) else ():  # not validated yet: any shape
+    for target in items(r.get("target")):
         ref = index.ref_string(target, container=r, from_entry=entry)
         if ref is None:
             continue

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry
 
 _HISTORY = re.compile(r"/_history/[^/]+$")
@@ -113,8 +114,7 @@ class ReferenceIndex:
                 return None
             if ref == "#":
                 return Resolved(container, self.refs.get(id(container), "#"), False)
-            contained = container.get("contained")
-            for item in contained if isinstance(contained, list) else ():  # any shape: not validated yet
+            for item in items(container.get("contained")):
                 if isinstance(item, dict) and item.get("id") == ref[1:]:
                     return Resolved(item, ref, True)
             return None

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry
 
 VERSIONS = ("R4", "R4B", "R5")
@@ -79,8 +80,7 @@ def signals(entry: Entry) -> Iterable[VersionSignal]:
     if rt == "Encounter" and "class" in r:
         yield VersionSignal("R5" if isinstance(r["class"], list) else "R4", where, "Encounter.class")
     if rt == "CarePlan":
-        activities = r.get("activity")
-        for act in activities if isinstance(activities, list) else ():  # read before validation: any shape
+        for act in items(r.get("activity")):
             if isinstance(act, dict):
                 if "detail" in act or "reference" in act:
                     yield VersionSignal("R4", where, "CarePlan.activity.detail/reference")

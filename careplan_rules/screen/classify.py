@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from careplan_rules.fhir.partition import SHARED_TYPES, patient_of
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry
 from careplan_rules.fhir.references import ReferenceIndex
 from careplan_rules.screen.rows import KIND_MALFORMED, KIND_NO_PATIENT, ErrorRow
@@ -118,8 +119,7 @@ def _provenance(entry: Entry, index: ReferenceIndex, ref: str, file: str, line: 
         if key and _clean(key) and not key.startswith("#"):
             return Classified(RESOURCE, "Provenance", key, ref)
     targets = []
-    listed = r.get("target")
-    for target in listed if isinstance(listed, list) else ():  # not validated yet: any shape
+    for target in items(r.get("target")):
         t = index.ref_string(target, container=r, from_entry=entry)
         if t and _clean(t):
             targets.append(t)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from careplan_rules.fhir.raw import items
 from careplan_rules.service.errors import Problems
 
 # types that are reached through references, never searched by patient
@@ -132,8 +133,7 @@ def foreign_patient(resource: Mapping[str, Any], patient_id: str) -> str | None:
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
-    links = bundle.get("link")
-    for link in links if isinstance(links, list) else ():  # the client's JSON: any shape
+    for link in items(bundle.get("link")):
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             url: str = link["url"]
             return url

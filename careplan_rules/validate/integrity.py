@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from careplan_rules.diagnostics import Diagnostic, SourceLocation
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry
 from careplan_rules.fhir.references import ReferenceIndex
 from careplan_rules.fhir.version import MED_TYPES
@@ -81,9 +82,7 @@ def rest_key(reference: str) -> tuple[str, str] | None:
 
 
 def _contained_ids(resource: dict[str, Any]) -> set[str]:
-    contained = resource.get("contained")
-    items = contained if isinstance(contained, list) else []  # another shape: the structure check reports it
-    return {c["id"] for c in items if isinstance(c, dict) and isinstance(c.get("id"), str)}
+    return {c["id"] for c in items(resource.get("contained")) if isinstance(c, dict) and isinstance(c.get("id"), str)}
 
 
 class DocumentResolver:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from careplan_rules.diagnostics import Diagnostic, SourceLocation
+from careplan_rules.fhir.raw import items
 from careplan_rules.fhir.reader import Entry
 from careplan_rules.fhir.version import MED_TYPES
 from careplan_rules.temporal import try_parse_fhir_datetime
@@ -68,18 +69,13 @@ DATE_FIELDS = {
 }
 
 
-def _items(value: Any) -> list[Any]:
-    """A list element's items; none when it is not a list (the structure check reports that)."""
-    return value if isinstance(value, list) else []
-
-
 def _has_code_or_text(concept: Any) -> bool:
     if not isinstance(concept, dict):
         return False
     text = concept.get("text")
     if isinstance(text, str) and text.strip():
         return True
-    for coding in _items(concept.get("coding")):
+    for coding in items(concept.get("coding")):
         if isinstance(coding, dict) and (coding.get("code") or coding.get("display")):
             return True
     return False
@@ -99,7 +95,7 @@ def _request_has_date(r: dict[str, Any]) -> bool:
     dispense = r.get("dispenseRequest")
     if isinstance(dispense, dict) and isinstance(dispense.get("validityPeriod"), dict):
         return True
-    for dosage in _items(r.get("dosageInstruction")):
+    for dosage in items(r.get("dosageInstruction")):
         timing = dosage.get("timing") if isinstance(dosage, dict) else None
         if isinstance(timing, dict):
             repeat = timing.get("repeat")
@@ -157,7 +153,7 @@ def _ingredient_named(ingredient: Any) -> bool:
 
 def _medication_resource(resource: dict[str, Any], path: str, location: SourceLocation) -> Iterator[Diagnostic]:
     # a compounded Medication is recognised through its ingredients (the engine matches them)
-    if _has_code_or_text(resource.get("code")) or any(_ingredient_named(i) for i in _items(resource.get("ingredient"))):
+    if _has_code_or_text(resource.get("code")) or any(_ingredient_named(i) for i in items(resource.get("ingredient"))):
         return
     where = f"{path}.code"
     yield diag(
